@@ -1,0 +1,60 @@
+"""Every error a user can hit, in one hierarchy so callers can catch by intent.
+
+    FlytePrivateRegistryError
+    ├── ConfigurationError (also ValueError)   bad prefix, bad config file, missing env var
+    │   └── MissingEnvironmentVariable
+    ├── CredentialsError                        no credential source answered for a registry
+    ├── RegistryError                           the registry could not be reached or answered oddly
+    │   ├── AuthenticationError                 the registry refused the user (HTTP 401)
+    │   └── AuthorizationError                  the user is known but lacks pull/push (403, reduced scope)
+    └── PushVerificationError                   a build "succeeded" but the tag is not in the registry
+
+Messages name the registry, the user and the credential source, and say what to do.
+They never contain a secret: every message that could echo server text is scrubbed.
+"""
+
+from __future__ import annotations
+
+
+class FlytePrivateRegistryError(Exception):
+    """Base class; catch this to handle anything the library raises on purpose."""
+
+
+class ConfigurationError(FlytePrivateRegistryError, ValueError):
+    """The user's declaration is wrong; raised before anything slow happens."""
+
+
+class MissingEnvironmentVariable(ConfigurationError):
+    """A registry names an env var for its credentials, and the variable is unset or empty."""
+
+    def __init__(self, variable: str, registry: str, role: str) -> None:
+        self.variable = variable
+        super().__init__(
+            f"environment variable {variable} is not set; it holds the {role} for registry {registry}. "
+            f"Export it (export {variable}=...) before running pyflyte, or pass the {role} another way."
+        )
+
+
+class CredentialsError(FlytePrivateRegistryError):
+    """No credential source had anything for a registry that requires authentication."""
+
+
+class RegistryError(FlytePrivateRegistryError):
+    """The registry's HTTP API answered something the library cannot treat as yes or no."""
+
+    def __init__(self, message: str, *, host: str = "", status: int | None = None) -> None:
+        self.host = host
+        self.status = status
+        super().__init__(message)
+
+
+class AuthenticationError(RegistryError):
+    """The registry (or its token service) refused the credentials."""
+
+
+class AuthorizationError(RegistryError):
+    """The credentials are valid but not allowed to do what was asked (push, or pull)."""
+
+
+class PushVerificationError(FlytePrivateRegistryError):
+    """The inner builder returned but the registry does not have the tag: never register such a task."""

@@ -1,0 +1,199 @@
+"""Registry prefixes, image references and host normalisation.
+
+Docker Hub's historical names live here and nowhere else: the config key docker expects
+(``https://index.docker.io/v1/``), the API host (``registry-1.docker.io``) and the aliases
+people type. Everything that compares hosts compares :func:`canonical_host` values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
+_DOCKER_HUB_ALIASES = frozenset(
+    {DOCKER_HUB, "index.docker.io", DOCKER_HUB_API_HOST, "registry.hub.docker.com", "hub.docker.com"}
+)
+
+_LABEL = r"(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])"
+_HOST_RE = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?$")
+_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+
+_PREFIX_FORMS = (
+    "expected host[:port][/path], for example 'harbor.example.com/ml', 'localhost:5000', "
+    "'ghcr.io/acme', 'docker.io/acme' or '123456789012.dkr.ecr.us-east-1.amazonaws.com/team'"
+)
+
+
+class InvalidReference(ValueError):
+    """A registry prefix or image reference that docker would not accept either."""
+
+
+def canonical_host(host: str) -> str:
+    """Fold Docker Hub aliases to ``docker.io`` and lower-case, so hosts compare equal."""
+    host = host.lower()
+    return DOCKER_HUB if host in _DOCKER_HUB_ALIASES else host
+
+
+def is_docker_hub(host: str) -> bool:
+    return canonical_host(host) == DOCKER_HUB
+
+
+def api_host(host: str) -> str:
+    """The host that serves the v2 API (Docker Hub's differs from its name)."""
+    return DOCKER_HUB_API_HOST if is_docker_hub(host) else canonical_host(host)
+
+
+def docker_config_key(host: str) -> str:
+    """The ``auths``/``credHelpers`` key the docker CLI looks up for ``host``."""
+    return DOCKER_HUB_CONFIG_KEY if is_docker_hub(host) else canonical_host(host)
+
+
+def server_to_host(server: str) -> str:
+    """Canonical host of a docker config key or helper ServerURL (``https://h:1/v1/`` -> ``h:1``)."""
+    server = server.strip().lower()
+    server = re.sub(r"^[a-z][a-z0-9+.-]*://", "", server)
+    return canonical_host(server.split("/", 1)[0])
+
+
+def hostname(host: str) -> str:
+    """``host[:port]`` without the port (brackets of IPv6 literals removed)."""
+    if host.startswith("["):
+        return host[1 : host.index("]")]
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def is_loopback(host: str) -> bool:
+    """Docker treats these as insecure registries by default; so do we."""
+    name = hostname(host)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _looks_like_host(component: str) -> bool:
+    return "." in component or ":" in component or component == "localhost" or component.startswith("[")
+
+
+def _check_host(host: str, original: str) -> str:
+    match = _HOST_RE.match(host)
+    if not match:
+        raise InvalidReference(f"malformed registry host {host!r} in {original!r}: {_PREFIX_FORMS}")
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        raise InvalidReference(f"port {port} of {original!r} is out of range 1-65535")
+    return host
+
+
+def _check_path(parts: list[str], original: str) -> str:
+    for part in parts:
+        if not _PATH_COMPONENT_RE.match(part):
+            raise InvalidReference(
+                f"malformed repository path component {part!r} in {original!r}: components are "
+                "lower-case letters and digits, separated by '.', '_', '__' or '-'"
+            )
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class RegistryPrefix:
+    """``host[:port][/path]``: where a team's images live and what credentials are for."""
+
+    host: str
+    path: str = ""
+
+    @classmethod
+    def parse(cls, value: str, *, require_host: bool = True) -> RegistryPrefix:
+        """Parse a prefix; ``require_host=False`` accepts ImageSpec's ``"acme"`` (Docker Hub) form."""
+        original = value
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidReference(f"empty registry prefix: {_PREFIX_FORMS}")
+        value = value.strip().lower()
+        if "://" in value:
+            raise InvalidReference(
+                f"registry prefix {original!r} has a URL scheme; drop it "
+                f"(use {value.split('://', 1)[1].rstrip('/')!r}): {_PREFIX_FORMS}"
+            )
+        if "@" in value:
+            raise InvalidReference(f"registry prefix {original!r} must not contain '@' or credentials")
+        parts = value.rstrip("/").split("/")
+        if _looks_like_host(parts[0]):
+            host, rest = _check_host(parts[0], original), parts[1:]
+        elif require_host:
+            raise InvalidReference(
+                f"registry prefix {original!r} does not start with a host; "
+                f"for Docker Hub write 'docker.io/{value}': {_PREFIX_FORMS}"
+            )
+        else:
+            host, rest = DOCKER_HUB, parts
+        return cls(host=host, path=_check_path(rest, original) if rest else "")
+
+    @property
+    def canonical_host(self) -> str:
+        return canonical_host(self.host)
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.path}" if self.path else self.host
+
+    def covers(self, host: str, repository: str) -> bool:
+        """True when ``host/repository`` lies under this prefix (whole path components only)."""
+        if canonical_host(host) != self.canonical_host:
+            return False
+        if not self.path:
+            return True
+        return repository == self.path or repository.startswith(self.path + "/")
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """A parsed ``host/repository[:tag][@digest]`` with Docker Hub defaults applied."""
+
+    host: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> ImageReference:
+        original = value
+        value = value.strip()
+        digest = None
+        if "@" in value:
+            value, digest = value.split("@", 1)
+            if not _DIGEST_RE.match(digest):
+                raise InvalidReference(f"malformed digest {digest!r} in image {original!r}")
+        tag = None
+        last = value.rsplit("/", 1)[-1]
+        if ":" in last:
+            value, tag = value.rsplit(":", 1)
+            if not _TAG_RE.match(tag):
+                raise InvalidReference(f"malformed tag {tag!r} in image {original!r}")
+        parts = value.split("/")
+        if len(parts) > 1 and _looks_like_host(parts[0].lower()):
+            host, rest = _check_host(parts[0].lower(), original), parts[1:]
+        else:
+            host, rest = DOCKER_HUB, parts
+        if is_docker_hub(host) and len(rest) == 1:
+            rest = ["library", *rest]
+        return cls(host=host, repository=_check_path(rest, original), tag=tag, digest=digest)
+
+    @property
+    def reference(self) -> str:
+        """What the manifest endpoint takes: the digest if pinned, else the tag (default ``latest``)."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        out = f"{self.host}/{self.repository}"
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out

@@ -1,0 +1,130 @@
+"""The one interface every credential source implements, and the chain that asks them in order.
+
+Shaped like go-containerregistry's ``authn``: a :class:`Keychain` resolves a registry to a
+:class:`Credential` or says why it has none (:class:`Miss`). No ``None`` to forget to check,
+and the "why not" is kept so ``explain`` can show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Protocol, runtime_checkable
+
+from pydantic import SecretStr
+
+from .._errors import ConfigurationError, CredentialsError
+from .._reference import RegistryPrefix
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A username and secret for one registry, and where they came from.
+
+    ``identity_token`` marks an OAuth2 refresh token (docker's ``identitytoken``, a helper's
+    ``<token>`` user): it is exchanged at the token endpoint instead of sent as Basic auth.
+    """
+
+    username: str
+    password: SecretStr = field(repr=False)
+    source: str
+    expires_at: datetime | None = None
+    identity_token: bool = False
+
+    def expires_within(self, margin: timedelta, now: datetime | None = None) -> bool:
+        if self.expires_at is None:
+            return False
+        now = now or datetime.now(timezone.utc)
+        return self.expires_at - margin <= now
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A source that had nothing for this registry, with the reason in plain words."""
+
+    source: str
+    reason: str
+
+
+@runtime_checkable
+class Keychain(Protocol):
+    """A credential source. ``name`` is what ``explain`` prints for it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def resolve(self, resource: RegistryPrefix) -> Credential | Miss: ...
+
+
+@dataclass(frozen=True)
+class Attempt:
+    source: str
+    outcome: str  # "used", "found", "missing", "error", "skipped"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The answer to "which credentials, from where" for one registry, with every source's story."""
+
+    resource: RegistryPrefix
+    credential: Credential | None
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def source(self) -> str | None:
+        return self.credential.source if self.credential else None
+
+    def explain(self) -> str:
+        head = (
+            f"{self.resource}: using {self.credential.source} (user {self.credential.username!r})"
+            if self.credential
+            else f"{self.resource}: no credentials found (anonymous)"
+        )
+        lines = [head] + [f"  - {a.source}: {a.outcome}: {a.detail}" for a in self.attempts]
+        return "\n".join(lines)
+
+    def require(self) -> Credential:
+        """The credential, or an error that lists every place that was looked at."""
+        if self.credential is not None:
+            return self.credential
+        tried = "\n".join(f"  - {a.source}: {a.detail}" for a in self.attempts) or "  (no sources)"
+        raise CredentialsError(
+            f"no credentials for registry {self.resource}. Looked at:\n{tried}\n"
+            "Pass username=/password_env= to PrivateRegistry, export the provider's env vars, "
+            f"or run `docker login {self.resource.host}`."
+        )
+
+
+def resolve(
+    keychains: Iterable[Keychain], resource: RegistryPrefix, *, exhaustive: bool = False
+) -> Resolution:
+    """Ask each keychain in order; the first credential wins.
+
+    With ``exhaustive`` every source is consulted (for ``explain``) and configuration errors are
+    recorded rather than raised, so one broken source does not hide what the others would say.
+    """
+    winner: Credential | None = None
+    attempts: list[Attempt] = []
+    for keychain in keychains:
+        if winner is not None and not exhaustive:
+            attempts.append(Attempt(keychain.name, "skipped", "not consulted: an earlier source answered"))
+            continue
+        try:
+            answer = keychain.resolve(resource)
+        except ConfigurationError as err:
+            if not exhaustive:
+                raise
+            attempts.append(Attempt(keychain.name, "error", str(err)))
+            continue
+        if isinstance(answer, Miss):
+            attempts.append(Attempt(answer.source, "missing", answer.reason))
+        elif winner is None:
+            winner = answer
+            attempts.append(Attempt(answer.source, "used", f"user {answer.username!r}"))
+        else:
+            attempts.append(
+                Attempt(answer.source, "found", f"user {answer.username!r}, but an earlier source wins")
+            )
+    return Resolution(resource, winner, tuple(attempts))

@@ -1,0 +1,80 @@
+"""Credentials the user wrote down: explicit values, or the names of env vars that hold them.
+
+These sources are strict. A named env var that is unset is a configuration error, not a miss:
+the user said where the secret is, so silently falling back to another source would hide a typo.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import SecretStr
+
+from .._errors import MissingEnvironmentVariable
+from .._reference import RegistryPrefix
+from ._base import Credential, Miss
+
+
+class StaticKeychain:
+    """Explicit ``username=``/``password=`` (or a token with a fixed user)."""
+
+    def __init__(
+        self, username: str, password: SecretStr, source: str = "explicit username/password"
+    ) -> None:
+        self._credential = Credential(username=username, password=password, source=source)
+
+    @property
+    def name(self) -> str:
+        return self._credential.source
+
+    def resolve(self, resource: RegistryPrefix) -> Credential | Miss:
+        return self._credential
+
+
+class EnvKeychain:
+    """Username and password read from env vars at resolve time (so CI can set them late).
+
+    ``username`` may be a literal instead of a variable name (``username_literal``), for tokens
+    whose user is fixed (``oauth2accesstoken``, ``AWS``) or given explicitly next to an env password.
+    """
+
+    def __init__(
+        self,
+        *,
+        password_env: str,
+        username_env: str | None = None,
+        username_literal: str | None = None,
+        strict: bool = True,
+        label: str | None = None,
+    ) -> None:
+        self.password_env = password_env
+        self.username_env = username_env
+        self.username_literal = username_literal
+        self.strict = strict
+        parts = [v for v in (username_env, password_env) if v]
+        self._name = label or f"env {'/'.join(parts)}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _read(self, variable: str, resource: RegistryPrefix, role: str) -> str | None:
+        value = os.environ.get(variable, "")
+        if value:
+            return value
+        if self.strict:
+            raise MissingEnvironmentVariable(variable, str(resource), role)
+        return None
+
+    def resolve(self, resource: RegistryPrefix) -> Credential | Miss:
+        username = self.username_literal
+        if self.username_env:
+            username = self._read(self.username_env, resource, "username") or None
+            if username is None:
+                return Miss(self.name, f"{self.username_env} is not set")
+        password = self._read(self.password_env, resource, "password")
+        if password is None:
+            return Miss(self.name, f"{self.password_env} is not set")
+        if username is None:
+            return Miss(self.name, f"{self.password_env} is set but no username is known for it")
+        return Credential(username=username, password=SecretStr(password), source=self.name)
