@@ -10,9 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from . import _catalog
 from ._errors import ConfigurationError
+from ._pull import PullSide
 from ._reference import ImageReference, InvalidReference, RegistryPrefix
 from .credentials import DockerConfigKeychain, EnvKeychain, Keychain, Resolution, StaticKeychain, resolve
 from .providers import GenericProvider, Provider, provider_for_host
+from .providers._constructors import ProviderConstructors
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -25,7 +27,7 @@ def _check_arguments(data: dict[str, Any]) -> None:
     except InvalidReference as err:
         raise ConfigurationError(str(err)) from None
     prefix = data["prefix"]
-    for key in ("username_env", "password_env"):
+    for key in ("username_env", "password_env", "pull_password_env"):
         value = data.get(key)
         if value is not None and not _ENV_NAME.match(value):
             raise ConfigurationError(f"{key}={value!r} for {prefix} is not an environment variable name")
@@ -39,6 +41,10 @@ def _check_arguments(data: dict[str, Any]) -> None:
         raise ConfigurationError(f"{prefix}: a password was given without username= or username_env=")
     if data.get("username_env") is not None and not has_password:
         raise ConfigurationError(f"{prefix}: username_env= needs password_env= (or password=) next to it")
+    if (data.get("pull_password") is not None or data.get("pull_password_env") is not None) and data.get(
+        "pull_username"
+    ) is None:
+        raise ConfigurationError(f"{prefix}: pull_password/pull_password_env needs pull_username= next to it")
     secret = data.get("pull_secret")
     if secret is not None and (len(secret) > 253 or not _K8S_NAME.match(secret)):
         raise ConfigurationError(
@@ -50,7 +56,7 @@ def _check_arguments(data: dict[str, Any]) -> None:
         raise ConfigurationError(f"ca_file {ca_file} for {prefix} does not exist")
 
 
-class PrivateRegistry(BaseModel):
+class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
     """A registry prefix whose images need credentials to push and a pull secret to run.
 
     Constructing one declares it: every ImageSpec whose ``registry`` falls under ``prefix`` is
@@ -67,6 +73,9 @@ class PrivateRegistry(BaseModel):
     username_env: str | None = None
     password_env: str | None = None
     pull_secret: str | None = None
+    pull_username: str | None = None
+    pull_password: SecretStr | None = None
+    pull_password_env: str | None = None
     provider: Provider = Field(default_factory=GenericProvider)
     insecure: bool = False
     ca_file: Path | None = None
@@ -130,6 +139,24 @@ class PrivateRegistry(BaseModel):
         chain.extend(self.provider.keychains(self))
         chain.append(DockerConfigKeychain())
         return chain
+
+    def pull_keychains(self) -> list[Keychain]:
+        """Sources for the cluster's pull secret: a read-only credential first, then the push chain."""
+        chain: list[Keychain] = []
+        if self.pull_username is not None and self.pull_password is not None:
+            chain.append(
+                StaticKeychain(self.pull_username, self.pull_password, source="explicit pull credential")
+            )
+        elif self.pull_username is not None and self.pull_password_env is not None:
+            chain.append(
+                EnvKeychain(username_literal=self.pull_username, password_env=self.pull_password_env)
+            )
+        chain.extend(self.provider.pull_keychains(self))
+        return chain + self.all_keychains()
+
+    def resolve_pull(self, *, exhaustive: bool = False) -> Resolution:
+        """The credential to put in the cluster's pull secret (prefers read-only ones)."""
+        return resolve(self.pull_keychains(), self.reference, exhaustive=exhaustive)
 
     def resolve(self, *, exhaustive: bool = False) -> Resolution:
         """Which credential, from where; raises only for a broken declaration (missing env var)."""
