@@ -1,0 +1,51 @@
+"""Small test utilities shared by several test modules (not fixtures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+
+def write_fake_helper(bin_dir: Path, name: str, entries: dict[str, tuple[str, str]], log: Path | None = None) -> Path:
+    """A real executable ``docker-credential-<name>`` speaking the helper protocol from a fixed table.
+
+    It stands in for OS keychain helpers (osxkeychain, wincred, desktop) that cannot run on this
+    machine; docker and the library run it as a real subprocess found on PATH.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    table = json.dumps({k: {"Username": u, "Secret": s} for k, (u, s) in entries.items()})
+    log_line = f"open({str(log)!r}, 'a').write(sys.argv[1] + ' ' + server + '\\n')" if log else "pass"
+    script = f"""#!/usr/bin/env python3
+import json, sys
+table = json.loads({table!r})
+action = sys.argv[1]
+server = sys.stdin.read().strip()
+{log_line}
+if action == "get":
+    entry = table.get(server)
+    if entry is None:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": server, **entry}}))
+elif action == "list":
+    print(json.dumps({{k: v["Username"] for k, v in table.items()}}))
+else:
+    sys.exit(0)
+"""
+    path = bin_dir / f"docker-credential-{name}"
+    path.write_text(script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def write_docker_config(directory: Path, config: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def prepend_path(monkeypatch, directory: Path) -> None:
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")

@@ -1,0 +1,135 @@
+"""Declaring registries: in code, in a config file, in an env var; and what a bad declaration says."""
+
+import json
+
+import pytest
+
+from flyte_private_registry import ConfigurationError, PrivateRegistry, lookup
+from flyte_private_registry._catalog import CATALOG
+
+
+def test_registry_string_is_lower_cased_prefix():
+    reg = PrivateRegistry("Harbor.Example.com/ML", username="a", password="b", pull_secret="harbor-pull")
+    assert reg.registry == "harbor.example.com/ml"
+    assert reg.repository("trainer") == "ml/trainer"
+
+
+def test_repr_and_str_never_show_the_password(canary_password):
+    reg = PrivateRegistry("harbor.example.com/ml", username="alice", password=canary_password)
+    for text in (repr(reg), str(reg), reg.model_dump_json(), reg.explain()):
+        assert canary_password not in text
+
+
+def test_longest_declared_prefix_wins():
+    broad = PrivateRegistry("harbor.example.com", username="a", password="b")
+    narrow = PrivateRegistry("harbor.example.com/ml", username="c", password="d")
+    assert CATALOG.for_spec("harbor.example.com/ml", "trainer") is narrow
+    assert CATALOG.for_spec("harbor.example.com/mlops", "x") is broad
+    assert CATALOG.for_spec("harbor.example.com", "ml") is narrow  # image harbor.example.com/ml itself
+    assert CATALOG.for_spec("other.example.com/ml", "trainer") is None
+    assert lookup("harbor.example.com/ml/trainer:v1") is narrow
+
+
+def test_redeclaring_a_prefix_replaces_it():
+    PrivateRegistry("harbor.example.com/ml", username="a", password="b")
+    second = PrivateRegistry("harbor.example.com/ml", username="c", password="d")
+    assert lookup("harbor.example.com/ml/x") is second
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"password": "x"}, "without username= or username_env="),
+        ({"username_env": "U"}, "needs password_env="),
+        ({"username": "a", "password": "b", "password_env": "P"}, "not both"),
+        ({"username_env": "1BAD", "password_env": "P"}, "is not an environment variable name"),
+        ({"pull_secret": "Harbor_Pull"}, "is not a Kubernetes object name"),
+        ({"ca_file": "/nonexistent/ca.pem"}, "does not exist"),
+    ],
+)
+def test_bad_declarations_fail_with_the_fix(kwargs, needle):
+    with pytest.raises(ConfigurationError, match=needle):
+        PrivateRegistry("harbor.example.com/ml", **kwargs)
+
+
+def test_malformed_prefix_is_a_value_error_naming_the_forms():
+    with pytest.raises(ValueError, match=r"expected host\[:port\]\[/path\]"):
+        PrivateRegistry("harbor example com")
+
+
+def test_config_file_declares_registries(tmp_path, monkeypatch):
+    config = tmp_path / "registries.toml"
+    config.write_text(
+        """
+[[registry]]
+prefix = "harbor.example.com/ml"
+username_env = "HARBOR_USER"
+password_env = "HARBOR_TOKEN"
+pull_secret = "harbor-pull"
+
+[[registry]]
+prefix = "localhost:5000"
+"""
+    )
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_CONFIG", str(config))
+    CATALOG.clear()
+    found = CATALOG.for_spec("harbor.example.com/ml", "trainer")
+    assert found is not None and found.pull_secret == "harbor-pull" and found.password_env == "HARBOR_TOKEN"
+    assert CATALOG.for_spec("localhost:5000", "x").registry == "localhost:5000"
+    # code declarations override file ones for the same prefix
+    code = PrivateRegistry("harbor.example.com/ml", username="u", password="p")
+    assert CATALOG.for_spec("harbor.example.com/ml", "trainer") is code
+
+
+def test_project_and_user_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLYTE_PRIVATE_REGISTRY_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    user = tmp_path / "xdg" / "flyte-private-registry" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text('[[registry]]\nprefix = "harbor.example.com"\npull_secret = "from-user"\n')
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flyte-private-registry.toml").write_text(
+        '[[registry]]\nprefix = "harbor.example.com"\npull_secret = "from-project"\n'
+    )
+    monkeypatch.chdir(project)
+    CATALOG.clear()
+    assert CATALOG.for_spec("harbor.example.com", "x").pull_secret == "from-project"
+
+
+def test_env_var_declares_registries(monkeypatch):
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRIES", "localhost:5000/team, harbor.example.com/ml")
+    CATALOG.clear()
+    assert CATALOG.for_spec("localhost:5000/team", "x") is not None
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES", json.dumps([{"prefix": "harbor.example.com/ml", "pull_secret": "hp"}])
+    )
+    CATALOG.clear()
+    assert CATALOG.for_spec("harbor.example.com/ml", "x").pull_secret == "hp"
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ('[[registry]]\nprefix = "h.example.com"\npassword = "oops"\n', "'password' is not allowed"),
+        ('[[registry]]\nprefix = "h.example.com"\ncolour = "blue"\n', "unknown keys ['colour']"),
+        ('[[registry]]\nprefix = "h.example.com"\nprovider = "nope"\n', "unknown provider 'nope'"),
+        ('[[registry]]\nprefix = "https://h.example.com"\n', "#1: registry prefix"),
+        ("[[registry]\n", "cannot read"),
+    ],
+)
+def test_bad_config_file_names_file_and_entry(tmp_path, monkeypatch, body, needle):
+    config = tmp_path / "c.toml"
+    config.write_text(body)
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_CONFIG", str(config))
+    CATALOG.clear()
+    with pytest.raises(ConfigurationError) as info:
+        CATALOG.registries()
+    assert needle in str(info.value) and str(config) in str(info.value)
+
+
+def test_config_env_var_pointing_nowhere(monkeypatch):
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_CONFIG", "/nonexistent/x.toml")
+    CATALOG.clear()
+    with pytest.raises(ConfigurationError, match=r"FLYTE_PRIVATE_REGISTRY_CONFIG=/nonexistent/x\.toml"):
+        CATALOG.registries()
