@@ -103,9 +103,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             if cached and not (cached.credential and cached.credential.expires_within(_REFRESH_MARGIN)):
                 return cached
             resolution = registry.resolve()
-            session = _Session(
-                registry, resolution, registry.client(actions=("pull", "push"), resolution=resolution)
-            )
+            session = _Session(registry, resolution, registry.client(actions=("pull", "push"), resolution=resolution))
             self._sessions[registry.prefix] = session
             return session
 
@@ -150,8 +148,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         digest = session.client.manifest_digest(repository, tag)
         if digest is None:
             _echo(
-                f"Image {image} not found in private registry {target.registry} "
-                f"(checked {session.who()}). building..."
+                f"Image {image} not found in private registry {target.registry} (checked {session.who()}). building..."
             )
             return True
         if getattr(image_spec, "_is_force_push", False):
@@ -160,9 +157,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
         return False
 
-    def _check_base_image(
-        self, image: str, registry: PrivateRegistry, repository: str, reference: str
-    ) -> None:
+    def _check_base_image(self, image: str, registry: PrivateRegistry, repository: str, reference: str) -> None:
         from ._errors import RegistryError
 
         session = self.session(registry)

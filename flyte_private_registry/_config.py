@@ -72,9 +72,7 @@ def build_registry(entry: dict[str, Any], origin: str) -> PrivateRegistry:
     from .providers import PROVIDERS
 
     if not isinstance(entry, dict):
-        raise ConfigurationError(
-            f"{origin}: each registry must be a table/object, got {type(entry).__name__}"
-        )
+        raise ConfigurationError(f"{origin}: each registry must be a table/object, got {type(entry).__name__}")
     if "password" in entry:
         raise ConfigurationError(
             f"{origin}: 'password' is not allowed in configuration; name an env var with password_env instead"
@@ -86,9 +84,7 @@ def build_registry(entry: dict[str, Any], origin: str) -> PrivateRegistry:
     kind = entry.get("provider")
     if kind is not None:
         if kind not in PROVIDERS:
-            raise ConfigurationError(
-                f"{origin}: unknown provider {kind!r}; known: {', '.join(sorted(PROVIDERS))}"
-            )
+            raise ConfigurationError(f"{origin}: unknown provider {kind!r}; known: {', '.join(sorted(PROVIDERS))}")
         try:
             fields["provider"] = PROVIDERS[kind](**rest)
         except ValueError as err:

@@ -56,8 +56,7 @@ class Challenge:
             return cls("none")
         scheme, _, rest = header.strip().partition(" ")
         params = {
-            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-            for m in _PARAM.finditer(rest)
+            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3) for m in _PARAM.finditer(rest)
         }
         return cls(scheme.lower(), params)
 
@@ -225,9 +224,7 @@ class RegistryClient:
     def token_request(self, challenge: Challenge, scope: str | None) -> httpx.Request:
         realm = challenge.params.get("realm")
         if not realm:
-            raise RegistryError(
-                f"registry {self.host} sent a Bearer challenge without a realm", host=self.host
-            )
+            raise RegistryError(f"registry {self.host} sent a Bearer challenge without a realm", host=self.host)
         params = {"service": challenge.params.get("service", "")}
         if scope:
             params["scope"] = scope
@@ -260,9 +257,7 @@ class RegistryClient:
         try:
             payload: dict[str, Any] = response.json()
         except ValueError:
-            raise RegistryError(
-                f"token service for {self.host} did not answer JSON", host=self.host
-            ) from None
+            raise RegistryError(f"token service for {self.host} did not answer JSON", host=self.host) from None
         token = payload.get("token") or payload.get("access_token")
         if not isinstance(token, str) or not token:
             raise RegistryError(f"token service for {self.host} answered without a token", host=self.host)
@@ -284,9 +279,7 @@ class RegistryClient:
                 text = text.replace(secret, "***")
         return text
 
-    def _refused(
-        self, response: httpx.Response, action: str, *, token_host: str | None = None
-    ) -> RegistryError:
+    def _refused(self, response: httpx.Response, action: str, *, token_host: str | None = None) -> RegistryError:
         status = response.status_code
         where = f" (token service {token_host})" if token_host and token_host != self.api_host else ""
         said = _server_message(response)
@@ -354,8 +347,7 @@ class RegistryClient:
             return LoginResult("none", frozenset(self.actions))
         if self.credential is None:
             raise AuthenticationError(
-                f"registry {self.host} requires authentication ({challenge.scheme}) "
-                "and no credentials were found",
+                f"registry {self.host} requires authentication ({challenge.scheme}) and no credentials were found",
                 host=self.host,
                 status=401,
             )
@@ -365,9 +357,7 @@ class RegistryClient:
                 raise self._refused(response, "log in")
             return LoginResult("basic", None)
         if challenge.scheme != "bearer":
-            raise RegistryError(
-                f"registry {self.host} asks for unsupported auth {challenge.scheme!r}", host=self.host
-            )
+            raise RegistryError(f"registry {self.host} asks for unsupported auth {challenge.scheme!r}", host=self.host)
         scope = _scope(repository, self.actions)
         token = self._cached_token(scope)
         if token is None:

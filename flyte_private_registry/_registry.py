@@ -144,13 +144,9 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
         """Sources for the cluster's pull secret: a read-only credential first, then the push chain."""
         chain: list[Keychain] = []
         if self.pull_username is not None and self.pull_password is not None:
-            chain.append(
-                StaticKeychain(self.pull_username, self.pull_password, source="explicit pull credential")
-            )
+            chain.append(StaticKeychain(self.pull_username, self.pull_password, source="explicit pull credential"))
         elif self.pull_username is not None and self.pull_password_env is not None:
-            chain.append(
-                EnvKeychain(username_literal=self.pull_username, password_env=self.pull_password_env)
-            )
+            chain.append(EnvKeychain(username_literal=self.pull_username, password_env=self.pull_password_env))
         chain.extend(self.provider.pull_keychains(self))
         return chain + self.all_keychains()
 

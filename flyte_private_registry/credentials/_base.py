@@ -97,9 +97,7 @@ class Resolution:
         )
 
 
-def resolve(
-    keychains: Iterable[Keychain], resource: RegistryPrefix, *, exhaustive: bool = False
-) -> Resolution:
+def resolve(keychains: Iterable[Keychain], resource: RegistryPrefix, *, exhaustive: bool = False) -> Resolution:
     """Ask each keychain in order; the first credential wins.
 
     With ``exhaustive`` every source is consulted (for ``explain``) and configuration errors are
@@ -124,7 +122,5 @@ def resolve(
             winner = answer
             attempts.append(Attempt(answer.source, "used", f"user {answer.username!r}"))
         else:
-            attempts.append(
-                Attempt(answer.source, "found", f"user {answer.username!r}, but an earlier source wins")
-            )
+            attempts.append(Attempt(answer.source, "found", f"user {answer.username!r}, but an earlier source wins"))
     return Resolution(resource, winner, tuple(attempts))

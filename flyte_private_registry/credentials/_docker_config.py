@@ -43,9 +43,7 @@ def load_config(config_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
-        raise ValueError(
-            f"cannot read docker config {config_dir / 'config.json'}: {type(err).__name__}"
-        ) from None
+        raise ValueError(f"cannot read docker config {config_dir / 'config.json'}: {type(err).__name__}") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -90,9 +88,7 @@ class DockerConfigKeychain:
             key, helper = found
             if helper == OWN_HELPER:
                 return Miss(self.name, f"credHelpers routes {key} to this library itself")
-            return run_helper_get(
-                helper, key, source=f"credential helper docker-credential-{helper} (credHelpers)"
-            )
+            return run_helper_get(helper, key, source=f"credential helper docker-credential-{helper} (credHelpers)")
 
         store = config.get("credsStore")
         if store and store != OWN_HELPER:

@@ -18,9 +18,7 @@ from ._base import Credential, Miss
 class StaticKeychain:
     """Explicit ``username=``/``password=`` (or a token with a fixed user)."""
 
-    def __init__(
-        self, username: str, password: SecretStr, source: str = "explicit username/password"
-    ) -> None:
+    def __init__(self, username: str, password: SecretStr, source: str = "explicit username/password") -> None:
         self._credential = Credential(username=username, password=password, source=source)
 
     @property
