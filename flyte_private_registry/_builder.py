@@ -100,7 +100,8 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         """Resolve and keep the registry's credential; re-resolve when it is about to expire."""
         with self._lock:
             cached = self._sessions.get(registry.prefix)
-            if cached and not (cached.credential and cached.credential.expires_within(_REFRESH_MARGIN)):
+            fresh = cached is not None and cached.registry is registry  # a redeclared prefix starts over
+            if fresh and not (cached.credential and cached.credential.expires_within(_REFRESH_MARGIN)):
                 return cached
             resolution = registry.resolve()
             session = _Session(registry, resolution, registry.client(actions=("pull", "push"), resolution=resolution))

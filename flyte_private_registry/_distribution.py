@@ -167,7 +167,8 @@ class RegistryClient:
         self.scheme: str | None = None  # "basic" | "bearer" | "none", learnt from the challenge
         self.challenge: Challenge | None = None
         self.token_fetches = 0
-        self._insecure = insecure or is_loopback(host)
+        # A CA file means the user expects TLS: verify it and never fall back to plain HTTP.
+        self._insecure = (insecure or is_loopback(host)) and ca_file is None
         self._refusal_hint = refusal_hint
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()

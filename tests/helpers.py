@@ -49,3 +49,16 @@ def write_docker_config(directory: Path, config: dict) -> Path:
 
 def prepend_path(monkeypatch, directory: Path) -> None:
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+
+
+def docker_push(engine, source: str, image: str, username: str, password: str, config_dir: Path) -> str:
+    """Tag ``source`` as ``image`` and push it with the plain docker CLI (a login in ``config_dir``).
+
+    Used to seed registries; the library is not involved. Returns the pushed manifest digest.
+    """
+    config_dir.mkdir(parents=True, exist_ok=True)
+    env = {"DOCKER_CONFIG": str(config_dir)}
+    engine.docker("login", "-u", username, "--password-stdin", image.split("/", 1)[0], input=password, env=env)
+    engine.docker("tag", source, image, env=env)
+    engine.docker("push", image, env=env)
+    return engine.image_digest(image)

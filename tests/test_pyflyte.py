@@ -1,0 +1,132 @@
+"""`pyflyte package` with no library import in the workflow: the entry point and config do it all."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from flyteidl.admin import task_pb2
+from pydantic import SecretStr
+
+from flyte_private_registry import RegistryClient
+from flyte_private_registry._reference import ImageReference
+from flyte_private_registry.credentials import Credential
+
+pytestmark = pytest.mark.integration
+
+PYFLYTE = str(Path(sys.executable).with_name("pyflyte"))
+
+
+def _workflow(directory: Path, registry: str, name: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "wf.py").write_text(
+        textwrap.dedent(
+            f"""
+            from flytekit import ImageSpec, task, workflow
+
+            image = ImageSpec(name={name!r}, registry={registry!r}, copy=["wf.py"])
+
+            @task(container_image=image)
+            def private(x: int) -> int:
+                return x + 1
+
+            @task
+            def public(x: int) -> int:
+                return x * 2
+
+            @workflow
+            def wf(x: int = 1) -> int:
+                return public(x=private(x=x))
+            """
+        )
+    )
+
+
+def _package(directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYFLYTE, "--pkgs", "wf", "package", "--force", "--output", "out.tgz"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _task_images(archive: Path) -> dict[str, str]:
+    images = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.endswith("_1.pb"):
+                spec = task_pb2.TaskSpec()
+                spec.ParseFromString(tar.extractfile(member).read())
+                images[spec.template.id.name] = spec.template.container.image
+    return images
+
+
+@pytest.fixture
+def pyflyte_env(docker_engine, basic_registry, tmp_path):
+    env = docker_engine.env(
+        {
+            "FLYTE_PRIVATE_REGISTRY_BUILDER": "docker-cli",
+            "FLYTE_PRIVATE_REGISTRIES": json.dumps(
+                [{"prefix": f"{basic_registry.host}/team", "username": "alice", "password_env": "REG_PASSWORD"}]
+            ),
+            "DOCKER_CONFIG": str(tmp_path / "user-docker-config"),
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        }
+    )
+    return env
+
+
+def test_pyflyte_package_pushes_and_serializes_the_private_image(
+    basic_registry, registry_users, canary_password, pyflyte_env, tmp_path
+):
+    name = f"wf-{uuid.uuid4().hex[:8]}"
+    project = tmp_path / "project"
+    _workflow(project, f"{basic_registry.host}/team", name)
+    result = _package(project, {**pyflyte_env, "REG_PASSWORD": registry_users.alice_password})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Verified" in output and "Successfully packaged" in output
+    assert canary_password not in output
+
+    images = _task_images(project / "out.tgz")
+    private_image = images["wf.private"]
+    assert private_image.startswith(f"{basic_registry.host}/team/{name}:")
+    ref = ImageReference.parse(private_image)
+    cred = Credential("alice", SecretStr(registry_users.alice_password), source="test")
+    with RegistryClient(basic_registry.host, cred) as client:
+        assert client.exists(ref.repository, ref.reference), "the serialized image must really be in the registry"
+
+
+def test_pyflyte_package_fails_instead_of_assuming_the_image_exists(
+    basic_registry, canary_password, pyflyte_env, tmp_path
+):
+    project = tmp_path / "project"
+    _workflow(project, f"{basic_registry.host}/team", f"wf-{uuid.uuid4().hex[:8]}")
+    wrong = f"wrong-{canary_password}"
+    result = _package(project, {**pyflyte_env, "REG_PASSWORD": wrong})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "assumes the image" not in output
+    assert f"registry {basic_registry.host} refused user 'alice'" in " ".join(output.split())
+    assert "env REG_PASSWORD" in output
+    assert wrong not in output
+    assert not (project / "out.tgz").exists()
+
+
+def test_pyflyte_package_names_the_missing_env_var(basic_registry, pyflyte_env, tmp_path):
+    project = tmp_path / "project"
+    _workflow(project, f"{basic_registry.host}/team", f"wf-{uuid.uuid4().hex[:8]}")
+    env = {k: v for k, v in pyflyte_env.items() if k != "REG_PASSWORD"}
+    result = _package(project, env)
+    assert result.returncode != 0
+    assert "REG_PASSWORD is not set" in " ".join((result.stdout + result.stderr).split())
+    assert "docker build" not in result.stdout + result.stderr
+    assert os.environ.get("REG_PASSWORD") is None
