@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from ._catalog import CATALOG, not_declaring
-from ._reference import ImageReference, InvalidReference, RegistryPrefix
+from ._reference import ImageReference, InvalidReference, RegistryPrefix, looks_like_host
 from ._registry import PrivateRegistry
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(host, repository) of an image reference, a registry prefix or a bare ``host[:port]``."""
+    text = target.strip().rstrip("/")
+    if "/" not in text and looks_like_host(text.lower()):
+        return RegistryPrefix.parse(text).host, ""
+    try:
+        ref = ImageReference.parse(text)
+        return ref.host, ref.repository
+    except InvalidReference:
+        prefix = RegistryPrefix.parse(text, require_host=False)
+        return prefix.host, prefix.path
 
 
 def lookup(target: str) -> PrivateRegistry | None:
     """The declared or configured registry covering an image reference or a registry prefix."""
-    found = CATALOG.for_image(target)
-    if found is None:
-        try:
-            prefix = RegistryPrefix.parse(target, require_host=False)
-        except InvalidReference:
-            return None
-        found = CATALOG.match(prefix.host, prefix.path)
-    return found
+    try:
+        host, repository = split_target(target)
+    except InvalidReference:
+        return None
+    return CATALOG.match(host, repository)
 
 
 def registry_for(target: str) -> PrivateRegistry:
@@ -24,10 +34,7 @@ def registry_for(target: str) -> PrivateRegistry:
     found = lookup(target)
     if found is not None:
         return found
-    try:
-        host = ImageReference.parse(target).host
-    except InvalidReference:
-        host = RegistryPrefix.parse(target).host
+    host, _ = split_target(target)
     with not_declaring():
         return PrivateRegistry(host)
 

@@ -79,7 +79,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _looks_like_host(component: str) -> bool:
+def looks_like_host(component: str) -> bool:
+    """Docker's rule: a first path component with '.' or ':' (or ``localhost``) is a host."""
     return "." in component or ":" in component or component == "localhost" or component.startswith("[")
 
 
@@ -125,7 +126,7 @@ class RegistryPrefix:
         if "@" in value:
             raise InvalidReference(f"registry prefix {original!r} must not contain '@' or credentials")
         parts = value.rstrip("/").split("/")
-        if _looks_like_host(parts[0]):
+        if looks_like_host(parts[0]):
             host, rest = _check_host(parts[0], original), parts[1:]
         elif require_host:
             raise InvalidReference(
@@ -177,7 +178,7 @@ class ImageReference:
             if not _TAG_RE.match(tag):
                 raise InvalidReference(f"malformed tag {tag!r} in image {original!r}")
         parts = value.split("/")
-        if len(parts) > 1 and _looks_like_host(parts[0].lower()):
+        if len(parts) > 1 and looks_like_host(parts[0].lower()):
             host, rest = _check_host(parts[0].lower(), original), parts[1:]
         else:
             host, rest = DOCKER_HUB, parts

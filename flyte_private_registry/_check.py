@@ -1,0 +1,96 @@
+"""``check``: can this machine push to (and read) a registry, step by step, without building anything."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ._errors import AuthenticationError, AuthorizationError, ConfigurationError, RegistryError
+from ._lookup import lookup, registry_for
+from ._reference import ImageReference
+
+#: A scope needs a repository; for a bare host we ask about one that need not exist.
+_PROBE_REPOSITORY = "flyte-private-registry-check"
+
+
+@dataclass(frozen=True)
+class CheckStep:
+    """One finding. ``ok`` is ``None`` when it cannot be known (Basic auth has no scopes)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+
+@dataclass
+class CheckReport:
+    target: str
+    registry: str
+    declared: bool
+    provider: str
+    steps: list[CheckStep] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok is not False for step in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _target_parts(target: str, registry_path: str) -> tuple[str, str | None]:
+    """(repository, reference or None). A bare host or prefix has no tag; an image may."""
+    if "/" not in target.strip().rstrip("/"):
+        return registry_path or _PROBE_REPOSITORY, None
+    ref = ImageReference.parse(target)
+    return ref.repository, ref.digest or ref.tag
+
+
+def check(target: str, *, push: bool = True) -> CheckReport:
+    """Resolve credentials, log in, check push scope and (for an image with a tag) that it exists."""
+    registry = registry_for(target)
+    report = CheckReport(target, registry.registry, lookup(target) is not None, registry.provider.describe())
+    repository, reference = _target_parts(target, registry.reference.path)
+    steps = report.steps
+    try:
+        resolution = registry.resolve()
+    except ConfigurationError as err:
+        steps.append(CheckStep("credentials", False, str(err)))
+        return report
+    cred = resolution.credential
+    if cred is None:
+        steps.append(CheckStep("credentials", None, "no source had credentials; trying anonymously"))
+    else:
+        steps.append(CheckStep("credentials", True, f"user {cred.username!r} from {cred.source}"))
+
+    client = registry.client(actions=("pull", "push") if push else ("pull",), resolution=resolution)
+    with client:
+        try:
+            result = client.login(repository)
+        except AuthorizationError as err:
+            steps.append(CheckStep("login", True, "credentials accepted"))
+            steps.append(CheckStep("push scope" if push else "pull scope", False, str(err)))
+            return report
+        except AuthenticationError as err:
+            steps.append(CheckStep("login", False, str(err)))
+            return report
+        except RegistryError as err:
+            steps.append(CheckStep("reachable", False, str(err)))
+            return report
+        steps.append(CheckStep("login", True, f"{result.scheme} auth accepted at {registry.host}"))
+        if push:
+            if result.granted is None:
+                steps.append(CheckStep("push scope", None, f"{result.scheme} auth does not tell; known only at push"))
+            else:
+                steps.append(CheckStep("push scope", True, f"granted {sorted(result.granted)} on {repository}"))
+        if reference is not None:
+            try:
+                digest = client.manifest_digest(repository, reference)
+            except RegistryError as err:
+                steps.append(CheckStep("tag exists", False, str(err)))
+                return report
+            if digest is None:
+                steps.append(CheckStep("tag exists", False, f"{repository}:{reference} is not in {registry.host}"))
+            else:
+                steps.append(CheckStep("tag exists", True, f"{repository}:{reference} is {digest or 'present'}"))
+    return report

@@ -1,0 +1,24 @@
+"""``flyte-private-registry``: the chores around private images and pull secrets.
+
+Exit codes scripts can rely on: 0 success; 1 a check failed (refused login, missing tag,
+missing or wrong Secret); 2 usage or configuration error (bad prefix, unset env var);
+3 the registry or cluster could not be reached or answered something unexpected.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ._common import EXIT_CODES_HELP
+from ._docker import configure_docker, login, logout
+from ._inspect import check, doctor, explain
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(package_name="flyte-private-registry")
+def main() -> None:
+    """Push Flyte images to private registries and make the cluster able to pull them."""
+
+
+for command in (check, explain, login, logout, configure_docker, doctor):
+    main.add_command(command)

@@ -1,0 +1,204 @@
+"""The CLI as scripts use it: exit codes, --json, no secrets in output, reversible docker config edits."""
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import prepend_path, write_docker_config, write_fake_helper
+
+from flyte_private_registry._cli import main
+
+CLI = str(Path(sys.executable).with_name("flyte-private-registry"))
+
+
+@pytest.fixture
+def declared(basic_registry, registry_users, monkeypatch):
+    monkeypatch.setenv("REG_USER", "alice")
+    monkeypatch.setenv("REG_PASSWORD", registry_users.alice_password)
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES",
+        json.dumps(
+            [{"prefix": f"{basic_registry.host}/team", "username_env": "REG_USER", "password_env": "REG_PASSWORD"}]
+        ),
+    )
+    return f"{basic_registry.host}/team"
+
+
+def _run(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.mark.integration
+def test_check_ok_and_json(declared, canary_password):
+    result = _run("check", declared)
+    assert result.exit_code == 0, result.output
+    assert "credentials: user 'alice' from env REG_USER/REG_PASSWORD" in result.output
+    assert "login: basic auth accepted" in result.output
+    data = json.loads(_run("check", declared, "--json").output)
+    assert data["ok"] is True and data["declared"] is True
+    assert [s["name"] for s in data["steps"]] == ["credentials", "login", "push scope"]
+    assert canary_password not in result.output
+
+
+@pytest.mark.integration
+def test_check_missing_tag_and_wrong_password_exit_1(declared, monkeypatch, canary_password):
+    missing = _run("check", f"{declared}/nothing:v0")
+    assert missing.exit_code == 1 and "tag exists: team/nothing:v0 is not in" in missing.output
+    monkeypatch.setenv("REG_PASSWORD", "wrong-" + canary_password)
+    refused = _run("check", declared)
+    assert refused.exit_code == 1 and "refused user 'alice'" in refused.output
+    assert canary_password not in refused.output
+
+
+def test_check_unreachable_registry_exit_3():
+    from rig import free_port
+
+    result = _run("check", f"127.0.0.1:{free_port()}/team")
+    assert result.exit_code == 3 and "reachable: cannot reach registry" in result.output
+
+
+def test_check_unset_env_var_is_a_config_error_exit_2(monkeypatch):
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES",
+        json.dumps([{"prefix": "harbor.example.com/ml", "username": "u", "password_env": "NOPE_TOKEN"}]),
+    )
+    result = _run("check", "harbor.example.com/ml")
+    assert result.exit_code == 1 and "NOPE_TOKEN is not set" in result.output
+    bad = subprocess.run([CLI, "explain", "https://bad host"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_explain_json_lists_every_source_without_secrets(monkeypatch, user_docker_config, canary_password):
+    monkeypatch.setenv("H_TOKEN", canary_password)
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES",
+        json.dumps([{"prefix": "harbor.example.com/ml", "username": "alice", "password_env": "H_TOKEN"}]),
+    )
+    write_docker_config(user_docker_config, {"auths": {"harbor.example.com": {"auth": "Ym9iOnB3"}}})
+    result = subprocess.run([CLI, "explain", "harbor.example.com/ml/app:v1", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["source"] == "env H_TOKEN" and data["username"] == "alice"
+    assert [a["outcome"] for a in data["attempts"]] == ["used", "found"]
+    assert canary_password not in result.stdout + result.stderr
+
+
+def test_configure_docker_is_reversible(tmp_path):
+    config_dir = tmp_path / "dc"
+    write_docker_config(config_dir, {"credHelpers": {"harbor.example.com": "ecr-login"}, "auths": {}})
+    (config_dir / "config.json").chmod(0o644)
+    result = _run("configure-docker", "harbor.example.com", "ghcr.io", "docker.io", "--docker-config", str(config_dir))
+    assert result.exit_code == 0, result.output
+    config = json.loads((config_dir / "config.json").read_text())
+    assert config["credHelpers"] == {
+        "harbor.example.com": "flyte-private-registry",
+        "ghcr.io": "flyte-private-registry",
+        "https://index.docker.io/v1/": "flyte-private-registry",
+    }
+    assert stat.S_IMODE((config_dir / "config.json").stat().st_mode) == 0o644  # the user's mode is kept
+    again = _run("configure-docker", "ghcr.io", "--docker-config", str(config_dir), "--json")
+    assert json.loads(again.output)["unchanged"] == ["ghcr.io"]
+    undo = _run(
+        "configure-docker", "harbor.example.com", "ghcr.io", "docker.io", "--undo", "--docker-config", str(config_dir)
+    )
+    assert "restored ecr-login" in undo.output
+    assert json.loads((config_dir / "config.json").read_text()) == {
+        "credHelpers": {"harbor.example.com": "ecr-login"},
+        "auths": {},
+    }
+    assert not (config_dir / "flyte-private-registry-routes.json").exists()
+
+
+@pytest.mark.integration
+def test_configured_route_lets_plain_docker_push(docker_engine, declared, tmp_path, busybox_image):
+    """After configure-docker, the docker CLI itself runs our helper (standalone mode) for credentials."""
+    config_dir = tmp_path / "dc"
+    result = _run("configure-docker", declared, "--docker-config", str(config_dir))
+    assert result.exit_code == 0, result.output
+    image = f"{declared}/plain-docker:v1"
+    env = {"DOCKER_CONFIG": str(config_dir), "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+    docker_engine.docker("tag", busybox_image, image)
+    pushed = docker_engine.docker("push", image, env=env)
+    assert "digest: sha256:" in pushed.stdout
+
+
+@pytest.mark.integration
+def test_login_with_password_stdin_stores_like_docker(basic_registry, registry_users, tmp_path, canary_password):
+    config_dir = tmp_path / "dc"
+    result = _run(
+        "login",
+        basic_registry.host,
+        "-u",
+        "alice",
+        "--password-stdin",
+        "--docker-config",
+        str(config_dir),
+        input=registry_users.alice_password + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert canary_password not in result.output
+    config_file = config_dir / "config.json"
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+    assert basic_registry.host in json.loads(config_file.read_text())["auths"]
+    assert _run("logout", basic_registry.host, "--docker-config", str(config_dir)).exit_code == 0
+    assert json.loads(config_file.read_text())["auths"] == {}
+
+
+@pytest.mark.integration
+def test_login_wrong_password_stores_nothing(basic_registry, tmp_path, canary_password):
+    config_dir = tmp_path / "dc"
+    result = subprocess.run(
+        [CLI, "login", basic_registry.host, "-u", "alice", "--password-stdin", "--docker-config", str(config_dir)],
+        input="wrong-" + canary_password,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "refused user 'alice'" in " ".join(result.stderr.split())
+    assert not (config_dir / "config.json").exists()
+    assert canary_password not in result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_login_into_a_creds_store(basic_registry, registry_users, tmp_path, monkeypatch):
+    log = tmp_path / "helper.log"
+    write_fake_helper(tmp_path / "bin", "desktop", {}, log=log)
+    prepend_path(monkeypatch, tmp_path / "bin")
+    config_dir = tmp_path / "dc"
+    write_docker_config(config_dir, {"credsStore": "desktop"})
+    result = _run(
+        "login",
+        basic_registry.host,
+        "-u",
+        "alice",
+        "--password-stdin",
+        "--docker-config",
+        str(config_dir),
+        input=registry_users.alice_password,
+    )
+    assert result.exit_code == 0, result.output
+    assert "docker-credential-desktop" in result.output
+    assert "auths" not in json.loads((config_dir / "config.json").read_text())
+
+
+def test_no_password_option_in_argv():
+    for command in ("login", "check", "configure-docker"):
+        help_text = _run(command, "--help").output
+        assert "--password " not in help_text and "--password=" not in help_text
+
+
+def test_doctor_json_has_no_secrets(monkeypatch, canary_password):
+    monkeypatch.setenv("H_TOKEN", canary_password)
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES",
+        json.dumps([{"prefix": "harbor.example.com/ml", "username": "alice", "password_env": "H_TOKEN"}]),
+    )
+    result = subprocess.run([CLI, "doctor", "--json"], capture_output=True, text=True)
+    findings = {f["check"]: f for f in json.loads(result.stdout)}
+    assert findings["registry harbor.example.com/ml"]["ok"] is True
+    assert "private-registry(100)" in findings["flytekit plugin"]["detail"]
+    assert canary_password not in result.stdout + result.stderr
