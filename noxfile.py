@@ -24,3 +24,9 @@ def tests(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test,aws]")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    session.install("-e", ".[kubernetes]")
+    session.run("flyte-private-registry", "demo", *session.posargs)

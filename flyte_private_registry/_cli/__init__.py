@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from ._common import EXIT_CODES_HELP
+from ._demo import demo
 from ._docker import configure_docker, login, logout
 from ._inspect import check, doctor, explain
 
@@ -20,5 +21,5 @@ def main() -> None:
     """Push Flyte images to private registries and make the cluster able to pull them."""
 
 
-for command in (check, explain, login, logout, configure_docker, doctor):
+for command in (check, explain, login, logout, configure_docker, doctor, demo):
     main.add_command(command)
