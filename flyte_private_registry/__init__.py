@@ -28,25 +28,51 @@ _EXPORTS = {
     "AuthenticationError": "._errors",
     "AuthorizationError": "._errors",
     "PushVerificationError": "._errors",
+    "MissingExtra": "._errors",
+    "ClusterError": "._errors",
+    "PreflightError": "._errors",
+    "DEFAULT_DOMAINS": "._pull",
+    "ClusterObjects": "._kube",
+    "cluster_objects": "._kube",
+    "flyte_namespaces": "._kube",
+    "Applied": "._apply",
+    "CronJobRefresher": "._refresher",
+    "ExternalSecretsRefresher": "._refresher",
+    "PreflightReport": "._preflight",
+    "PullCheck": "._preflight",
+    "preflight": "._preflight",
 }
 
 __all__ = [
+    "DEFAULT_DOMAINS",
+    "Applied",
     "AuthenticationError",
     "AuthorizationError",
+    "ClusterError",
+    "ClusterObjects",
     "ConfigurationError",
     "Credential",
     "CredentialsError",
+    "CronJobRefresher",
+    "ExternalSecretsRefresher",
     "FlytePrivateRegistryError",
     "Keychain",
     "Miss",
     "MissingEnvironmentVariable",
+    "MissingExtra",
+    "PreflightError",
+    "PreflightReport",
     "PrivateRegistry",
+    "PullCheck",
     "PushVerificationError",
     "RegistryClient",
     "RegistryError",
     "Resolution",
+    "cluster_objects",
     "explain",
+    "flyte_namespaces",
     "lookup",
+    "preflight",
 ]
 
 
@@ -64,17 +90,25 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from ._apply import Applied
     from ._distribution import RegistryClient
     from ._errors import (
         AuthenticationError,
         AuthorizationError,
+        ClusterError,
         ConfigurationError,
         CredentialsError,
         FlytePrivateRegistryError,
         MissingEnvironmentVariable,
+        MissingExtra,
+        PreflightError,
         PushVerificationError,
         RegistryError,
     )
+    from ._kube import ClusterObjects, cluster_objects, flyte_namespaces
     from ._lookup import explain, lookup
+    from ._preflight import PreflightReport, PullCheck, preflight
+    from ._pull import DEFAULT_DOMAINS
+    from ._refresher import CronJobRefresher, ExternalSecretsRefresher
     from ._registry import PrivateRegistry
     from .credentials import Credential, Keychain, Miss, Resolution

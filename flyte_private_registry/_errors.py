@@ -7,7 +7,10 @@
     ├── RegistryError                           the registry could not be reached or answered oddly
     │   ├── AuthenticationError                 the registry refused the user (HTTP 401)
     │   └── AuthorizationError                  the user is known but lacks pull/push (403, reduced scope)
-    └── PushVerificationError                   a build "succeeded" but the tag is not in the registry
+    ├── PushVerificationError                   a build "succeeded" but the tag is not in the registry
+    ├── MissingExtra (also ImportError)         an optional dependency (the kubernetes extra) is not installed
+    ├── ClusterError                            the Kubernetes API refused to create or update a pull-side object
+    └── PreflightError                          the cluster cannot pull an image (missing Secret, bad entry, ...)
 
 Messages name the registry, the user and the credential source, and say what to do.
 They never contain a secret: every message that could echo server text is scrubbed.
@@ -58,3 +61,22 @@ class AuthorizationError(RegistryError):
 
 class PushVerificationError(FlytePrivateRegistryError):
     """The inner builder returned but the registry does not have the tag: never register such a task."""
+
+
+class MissingExtra(FlytePrivateRegistryError, ImportError):
+    """A feature needs an optional dependency; the message names the ``pip install`` that adds it."""
+
+    def __init__(self, feature: str, extra: str = "kubernetes", module: str = "kubernetes", where: str = "") -> None:
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the {module!r} package, which is not installed. "
+            f"Install it with: pip install 'flyte-private-registry[{extra}]'{where}."
+        )
+
+
+class ClusterError(FlytePrivateRegistryError):
+    """The Kubernetes API refused a write or read; the message names the object, never its data."""
+
+
+class PreflightError(FlytePrivateRegistryError):
+    """Raised by ``PreflightReport.raise_for_problems()``: at least one pod could not pull its image."""
