@@ -32,6 +32,8 @@ _REGISTRY_KEYS = {
     "username_env",
     "password_env",
     "pull_secret",
+    "pull_username",
+    "pull_password_env",
     "insecure",
     "ca_file",
     "builder",
@@ -73,10 +75,11 @@ def build_registry(entry: dict[str, Any], origin: str) -> PrivateRegistry:
 
     if not isinstance(entry, dict):
         raise ConfigurationError(f"{origin}: each registry must be a table/object, got {type(entry).__name__}")
-    if "password" in entry:
-        raise ConfigurationError(
-            f"{origin}: 'password' is not allowed in configuration; name an env var with password_env instead"
-        )
+    for secret_key in ("password", "pull_password"):
+        if secret_key in entry:
+            raise ConfigurationError(
+                f"{origin}: {secret_key!r} is not allowed in configuration; name an env var with {secret_key}_env instead"
+            )
     if "prefix" not in entry:
         raise ConfigurationError(f"{origin}: a registry entry has no 'prefix'")
     fields = {k: v for k, v in entry.items() if k in _REGISTRY_KEYS}

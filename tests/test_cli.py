@@ -202,3 +202,73 @@ def test_doctor_json_has_no_secrets(monkeypatch, canary_password):
     assert findings["registry harbor.example.com/ml"]["ok"] is True
     assert "private-registry(100)" in findings["flytekit plugin"]["detail"]
     assert canary_password not in result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_secret_render_then_preflight_from_the_rendered_file(
+    declared, basic_registry, docker_engine, tmp_path, canary_password, busybox_image, registry_users
+):
+    from helpers import docker_push
+
+    image = f"{declared}/preflight:v1"
+    docker_push(docker_engine, busybox_image, image, "alice", registry_users.alice_password, tmp_path / "seed")
+    output = tmp_path / "objects.yaml"
+    rendered = _run(
+        "secret",
+        "render",
+        declared,
+        "--project",
+        "flytesnacks",
+        "--domain",
+        "development",
+        "--service-account",
+        "default",
+        "-o",
+        str(output),
+    )
+    assert rendered.exit_code == 0, rendered.output
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert canary_password not in rendered.output
+    assert "Secret flytesnacks-development/" in rendered.output
+    assert "ServiceAccount flytesnacks-development/default" in rendered.output
+
+    ok = _run("preflight", image, "--namespace", "flytesnacks-development", "--secrets-from", str(output), "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["ok"] is True
+    missing = _run("preflight", image, "--namespace", "other-ns", "--secrets-from", str(output))
+    assert missing.exit_code == 1
+    tag_missing = _run(
+        "preflight", f"{declared}/preflight:nope", "-n", "flytesnacks-development", "--secrets-from", str(output)
+    )
+    assert tag_missing.exit_code == 1
+
+
+def test_secret_render_needs_an_explicit_destination(monkeypatch):
+    monkeypatch.setenv("H_TOKEN", "x")
+    result = _run("secret", "render", "harbor.example.com/ml", "--project", "p")
+    assert result.exit_code == 2 and "--output FILE" in result.output
+
+
+def test_secret_render_stdout_only_on_request(monkeypatch, canary_password):
+    monkeypatch.setenv("H_TOKEN", canary_password)
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES",
+        json.dumps(
+            [
+                {
+                    "prefix": "harbor.example.com/ml",
+                    "username": "alice",
+                    "password_env": "H_TOKEN",
+                    "pull_secret": "harbor-pull",
+                }
+            ]
+        ),
+    )
+    result = _run("secret", "render", "--project", "flytesnacks", "--domain", "development", "--stdout")
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    documents = list(yaml.safe_load_all(result.output))
+    assert [d["kind"] for d in documents] == ["Secret"]
+    assert documents[0]["metadata"]["name"] == "harbor-pull"
+    assert documents[0]["type"] == "kubernetes.io/dockerconfigjson"

@@ -66,6 +66,8 @@ prefix = "harbor.example.com/ml"
 username_env = "HARBOR_USER"
 password_env = "HARBOR_TOKEN"
 pull_secret = "harbor-pull"
+pull_username = "reader"
+pull_password_env = "HARBOR_READ_TOKEN"
 
 [[registry]]
 prefix = "localhost:5000"
@@ -75,6 +77,7 @@ prefix = "localhost:5000"
     CATALOG.clear()
     found = CATALOG.for_spec("harbor.example.com/ml", "trainer")
     assert found is not None and found.pull_secret == "harbor-pull" and found.password_env == "HARBOR_TOKEN"
+    assert (found.pull_username, found.pull_password_env) == ("reader", "HARBOR_READ_TOKEN")
     assert CATALOG.for_spec("localhost:5000", "x").registry == "localhost:5000"
     # code declarations override file ones for the same prefix
     code = PrivateRegistry("harbor.example.com/ml", username="u", password="p")
@@ -113,6 +116,7 @@ def test_env_var_declares_registries(monkeypatch):
     [
         ('[[registry]]\nprefix = "h.example.com"\npassword = "oops"\n', "'password' is not allowed"),
         ('[[registry]]\nprefix = "h.example.com"\ncolour = "blue"\n', "unknown keys ['colour']"),
+        ('[[registry]]\nprefix = "h.example.com"\npull_username = "r"\npull_password = "x"\n', "pull_password_env"),
         ('[[registry]]\nprefix = "h.example.com"\nprovider = "nope"\n', "unknown provider 'nope'"),
         ('[[registry]]\nprefix = "https://h.example.com"\n', "#1: registry prefix"),
         ("[[registry]\n", "cannot read"),

@@ -13,6 +13,7 @@ from ._common import EXIT_CODES_HELP
 from ._demo import demo
 from ._docker import configure_docker, login, logout
 from ._inspect import check, doctor, explain
+from ._pull import preflight, secret
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
@@ -21,5 +22,5 @@ def main() -> None:
     """Push Flyte images to private registries and make the cluster able to pull them."""
 
 
-for command in (check, explain, login, logout, configure_docker, doctor, demo):
+for command in (check, explain, login, logout, configure_docker, secret, preflight, doctor, demo):
     main.add_command(command)
