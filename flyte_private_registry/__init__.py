@@ -20,6 +20,8 @@ _EXPORTS = {
     "RegistryClient": "._distribution",
     "lookup": "._lookup",
     "explain": "._lookup",
+    "check": "._check",
+    "CheckReport": "._check",
     "FlytePrivateRegistryError": "._errors",
     "ConfigurationError": "._errors",
     "MissingEnvironmentVariable": "._errors",
@@ -48,6 +50,7 @@ __all__ = [
     "Applied",
     "AuthenticationError",
     "AuthorizationError",
+    "CheckReport",
     "ClusterError",
     "ClusterObjects",
     "ConfigurationError",
@@ -68,6 +71,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "Resolution",
+    "check",
     "cluster_objects",
     "explain",
     "flyte_namespaces",
@@ -91,6 +95,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._apply import Applied
+    from ._check import CheckReport, check
     from ._distribution import RegistryClient
     from ._errors import (
         AuthenticationError,
