@@ -3,7 +3,7 @@
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -30,3 +30,9 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     session.install("-e", ".[kubernetes]")
     session.run("flyte-private-registry", "demo", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[kubernetes,aws]", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-click>=0.8")
+    session.run("mkdocs", "build", "--strict")
