@@ -148,7 +148,8 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
         elif self.pull_username is not None and self.pull_password_env is not None:
             chain.append(EnvKeychain(username_literal=self.pull_username, password_env=self.pull_password_env))
         chain.extend(self.provider.pull_keychains(self))
-        return chain + self.all_keychains()
+        # A push-only source (a CI job token) dies with the job: never let it become a pull secret.
+        return chain + [k for k in self.all_keychains() if not getattr(k, "push_only", False)]
 
     def resolve_pull(self, *, exhaustive: bool = False) -> Resolution:
         """The credential to put in the cluster's pull secret (prefers read-only ones)."""

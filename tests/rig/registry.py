@@ -80,10 +80,13 @@ class Registry:
         host: str = "127.0.0.1",
         port: int | None = None,
         hostnames: list[str] | None = None,
+        ca: CertificateAuthority | None = None,
     ) -> Registry:
-        """Plain-HTTP registry with htpasswd (bcrypt) Basic auth for ``users`` (name -> password).
+        """Registry with htpasswd (bcrypt) Basic auth for ``users`` (name -> password).
 
-        Docker treats 127.0.0.0/8 as insecure, so the daemon talks HTTP to it without config.
+        Plain HTTP by default: docker treats 127.0.0.0/8 as insecure, so the daemon talks HTTP to
+        it without config. With ``ca`` it serves TLS (cert for ``host`` + ``hostnames``), the way
+        ECR and other Basic-auth registries do, so Python clients verify a real certificate.
         """
         workdir = _prepare(workdir)
         htpasswd = workdir / "htpasswd"
@@ -91,7 +94,11 @@ class Registry:
         auth = {"htpasswd": {"realm": "rig-basic-registry", "path": str(htpasswd)}}
         port = port or free_port(host)
         public = (hostnames or [host])[0]
-        return cls._launch(workdir, host, port, auth, tls=None, public_name=public, auth_kind="basic", users=users)
+        tls = None
+        if ca is not None:
+            cert_path, key_path = ca.issue(list(hostnames or []), [host])
+            tls = (cert_path, key_path, ca.ca_file)
+        return cls._launch(workdir, host, port, auth, tls=tls, public_name=public, auth_kind="basic", users=users)
 
     @classmethod
     def start_token(

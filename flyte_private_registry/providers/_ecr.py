@@ -1,0 +1,645 @@
+"""AWS ECR: host forms in every partition, ECR Public, tokens from boto3, repositories created before a push.
+
+Why a cache file: every ``pyflyte`` run is a new process and docker may run our helper once per
+push; asking ``GetAuthorizationToken`` each time is slow and throttled. Like
+docker-credential-ecr-login we keep the 12-hour token in a 0600 file until shortly before it
+expires, keyed by AWS identity, registry, region and endpoint. The file holds the token and its
+expiry only (never AWS credentials) and expired entries are deleted. boto3 is imported lazily:
+importing this module (which ``import flytekit`` does) costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from .._errors import AuthorizationError, ConfigurationError, RegistryError
+from .._reference import RegistryPrefix
+from ..credentials import Credential, Miss
+from ._base import Provider
+
+if TYPE_CHECKING:
+    from .._registry import PrivateRegistry
+    from ..credentials import Keychain
+
+Clock = Callable[[], datetime]
+
+ECR_PUBLIC_HOST = "public.ecr.aws"
+ECR_PUBLIC_REGION = "us-east-1"
+#: A token is reused until this long before it expires (half its lifetime if that is shorter).
+REFRESH_BEFORE = timedelta(hours=1)
+INSTALL_HINT = "boto3 is not installed: pip install flyte-private-registry[aws]"
+HOST_FORMS = (
+    "expected <12-digit account>.dkr.ecr.<region>.amazonaws.com (FIPS: dkr.ecr-fips; China: "
+    "amazonaws.com.cn; GovCloud: region us-gov-west-1/us-gov-east-1) or public.ecr.aws/<alias> for ECR Public"
+)
+PUSH_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+)
+PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
+_REGION_RE = re.compile(rf"^{_REGION}$")
+_PRIVATE_HOST = re.compile(
+    rf"^(?P<account>\d{{12}})\.dkr(?P<dualstack>[.-])ecr(?P<fips>-fips)?\.(?P<region>{_REGION})\."
+    r"(?P<suffix>amazonaws\.com(?:\.cn)?|on\.aws|on\.amazonwebservices\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov"
+    r"|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$"
+)
+#: DNS suffix -> partition, for ARNs in error messages (GovCloud is told apart by region).
+_PARTITIONS = {
+    "amazonaws.com": "aws",
+    "on.aws": "aws",
+    "amazonaws.com.cn": "aws-cn",
+    "on.amazonwebservices.com.cn": "aws-cn",
+    "c2s.ic.gov": "aws-iso",
+    "sc2s.sgov.gov": "aws-iso-b",
+    "cloud.adc-e.uk": "aws-iso-e",
+    "csp.hci.ic.gov": "aws-iso-f",
+}
+_REGION_SUFFIXES = (
+    ("cn-", "amazonaws.com.cn"),
+    ("us-isob-", "sc2s.sgov.gov"),
+    ("us-isof-", "csp.hci.ic.gov"),
+    ("us-iso-", "c2s.ic.gov"),
+    ("eu-isoe-", "cloud.adc-e.uk"),
+)
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403"})
+_AUTH_CODES = frozenset(
+    {"UnrecognizedClientException", "InvalidSignatureException", "ExpiredToken", "ExpiredTokenException"}
+)
+#: Env vars that change which identity or endpoint boto3 uses: part of the client cache key.
+_BOTO_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ENDPOINT_URL_ECR_PUBLIC",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+
+
+# ---------------------------------------------------------------------------------------- hosts
+@dataclass(frozen=True)
+class EcrHost:
+    """What an ECR hostname says: account, region, partition, FIPS, or ECR Public."""
+
+    host: str
+    region: str
+    account_id: str | None = None
+    fips: bool = False
+    partition: str = "aws"
+    public: bool = False
+
+    @property
+    def registry_id(self) -> str:
+        return self.account_id or "public"
+
+    @property
+    def service(self) -> str:
+        return "ecr-public" if self.public else "ecr"
+
+    def repository_arn(self, repository: str) -> str:
+        if self.public:
+            return f"arn:aws:ecr-public::<account>:repository/{repository}"
+        return f"arn:{self.partition}:ecr:{self.region}:{self.account_id}:repository/{repository}"
+
+    def api_repository(self, repository: str) -> str:
+        """The name ECR's API uses: the full path privately, the path after the alias on ECR Public."""
+        if not self.public:
+            return repository
+        _, _, name = repository.partition("/")
+        if not name:
+            raise ConfigurationError(
+                f"ECR Public images are {ECR_PUBLIC_HOST}/<alias>/<name>; {ECR_PUBLIC_HOST}/{repository} has no alias"
+            )
+        return name
+
+
+def parse_ecr_host(host: str) -> EcrHost:
+    """Parse an ECR registry host; a ``ValueError`` (``ConfigurationError``) names the accepted forms."""
+    name = host.strip().lower()
+    if name == ECR_PUBLIC_HOST:
+        return EcrHost(host=name, region=ECR_PUBLIC_REGION, public=True)
+    if ":" in name:
+        raise ConfigurationError(f"{host!r} is not an ECR host: ECR hosts have no port; {HOST_FORMS}")
+    match = _PRIVATE_HOST.match(name)
+    if not match:
+        raise ConfigurationError(f"{host!r} is not an ECR host: {HOST_FORMS}")
+    region, suffix = match.group("region"), match.group("suffix")
+    partition = "aws-us-gov" if region.startswith("us-gov-") else _PARTITIONS[suffix]
+    return EcrHost(
+        host=name,
+        region=region,
+        account_id=match.group("account"),
+        fips=match.group("fips") is not None,
+        partition=partition,
+    )
+
+
+def is_ecr_host(host: str) -> bool:
+    try:
+        parse_ecr_host(host)
+    except ConfigurationError:
+        return False
+    return True
+
+
+def ecr_host(account_id: str, region: str, *, fips: bool = False) -> str:
+    """The private registry host of an account in a region (the right DNS suffix for its partition)."""
+    if not isinstance(account_id, str):
+        raise ConfigurationError(
+            f"account_id={account_id!r}: pass the AWS account id as a string of 12 digits "
+            "(account ids may start with 0, which an int would drop)"
+        )
+    if not re.fullmatch(r"\d{12}", account_id):
+        raise ConfigurationError(f"account_id={account_id!r} is not a 12-digit AWS account id")
+    region = region.strip().lower()
+    if not _REGION_RE.match(region):
+        raise ConfigurationError(f"region={region!r} is not an AWS region name such as 'us-east-1' or 'cn-north-1'")
+    suffix = next((s for prefix, s in _REGION_SUFFIXES if region.startswith(prefix)), "amazonaws.com")
+    return f"{account_id}.dkr.ecr{'-fips' if fips else ''}.{region}.{suffix}"
+
+
+# ---------------------------------------------------------------------------------------- cache
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class _Token:
+    username: str
+    password: SecretStr
+    expires_at: datetime
+    fetched_at: datetime
+
+    def fresh(self, now: datetime) -> bool:
+        """Reusable now? Refresh ``REFRESH_BEFORE`` ahead (or at half-life for short tokens)."""
+        lifetime = self.expires_at - self.fetched_at
+        margin = min(REFRESH_BEFORE, max(lifetime / 2, timedelta(0)))
+        return now < self.expires_at - margin
+
+    def to_json(self, key_fields: dict[str, str]) -> str:
+        return json.dumps(
+            {
+                "version": 1,
+                **key_fields,
+                "username": self.username,
+                "password": self.password.get_secret_value(),
+                "expires_at": self.expires_at.isoformat(),
+                "fetched_at": self.fetched_at.isoformat(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> _Token:
+        data = json.loads(text)
+        return cls(
+            username=data["username"],
+            password=SecretStr(data["password"]),
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+            fetched_at=datetime.fromisoformat(data["fetched_at"]),
+        )
+
+
+_MEMORY: dict[str, _Token] = {}
+_CLIENTS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_LOCK = threading.RLock()
+
+
+def clear_token_cache() -> None:
+    """Forget this process's tokens and boto3 clients (the cache file is left alone)."""
+    with _LOCK:
+        _MEMORY.clear()
+        _CLIENTS.clear()
+
+
+def token_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/flyte-private-registry/ecr`` (``~/.cache/...``), like other per-user caches."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "flyte-private-registry" / "ecr"
+
+
+class _FileCache:
+    """One 0600 JSON file per key in a 0700 directory; written atomically, expired files deleted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _usable_dir(self) -> bool:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = self.directory.stat()
+            if info.st_uid != os.geteuid():
+                return False
+            if info.st_mode & 0o077:
+                os.chmod(self.directory, 0o700)
+            return True
+        except OSError:
+            return False
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise fetches across processes, so five builds starting at once ask AWS once."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no cross-process lock, still correct
+            yield
+            return
+        if not self._usable_dir():
+            yield
+            return
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def read(self, key: str) -> _Token | None:
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                return None  # not ours, or readable by others: do not trust it
+            with os.fdopen(fd, encoding="utf-8", closefd=False) as handle:
+                return _Token.from_json(handle.read())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        finally:
+            os.close(fd)
+
+    def write(self, key: str, token: _Token, key_fields: dict[str, str], now: datetime) -> None:
+        if not self._usable_dir():
+            return
+        tmp = self.directory / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(token.to_json(key_fields))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._path(key))
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return
+        self.prune(now)
+
+    def prune(self, now: datetime) -> None:
+        """Delete entries whose token has expired: nothing in the cache outlives its token."""
+        for path in self.directory.glob("*.json"):
+            try:
+                expired = _Token.from_json(path.read_text(encoding="utf-8")).expires_at <= now
+            except (OSError, ValueError, KeyError, TypeError):
+                expired = True
+            if expired:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+# ---------------------------------------------------------------------------------------- boto3
+def _aws_message(err: Any) -> str:
+    """AWS's own error message, short (moto wraps some in XML)."""
+    message = str(err.response.get("Error", {}).get("Message", "")) if hasattr(err, "response") else str(err)
+    inner = re.search(r"<Message>(.*?)</Message>", message, re.S)
+    return (inner.group(1) if inner else message).strip()[:300]
+
+
+def _error_code(err: Any) -> str:
+    return str(err.response.get("Error", {}).get("Code", "")) if hasattr(err, "response") else ""
+
+
+def _is_denied(err: Any) -> bool:
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") if hasattr(err, "response") else None
+    return _error_code(err) in _DENIED_CODES or (status == 403 and _error_code(err) not in _AUTH_CODES)
+
+
+def _principal(message: str) -> str:
+    found = re.search(r"(arn:aws[\w-]*:(?:iam|sts)::\d{12}:\S+?)(?=\s|$)", message)
+    return found.group(1) if found else "the AWS identity boto3 found"
+
+
+def _session_and_client(ecr: EcrHost, profile: str | None) -> tuple[Any, Any]:
+    """A cached boto3 session + client for this host's service and region (FIPS when the host says so)."""
+    import boto3
+    from botocore.config import Config
+
+    key = (ecr.service, ecr.region, ecr.fips, profile, tuple(os.environ.get(k) for k in _BOTO_ENV))
+    with _LOCK:
+        found = _CLIENTS.get(key)
+        if found is None:
+            session = boto3.session.Session(profile_name=profile)
+            config = Config(use_fips_endpoint=ecr.fips, user_agent_extra="flyte-private-registry")
+            found = (session, session.client(ecr.service, region_name=ecr.region, config=config))
+            _CLIENTS[key] = found
+        return found
+
+
+class _BadToken(ValueError):
+    """ECR (or something posing as it) answered a token we cannot decode."""
+
+
+class EcrKeychain:
+    """``GetAuthorizationToken`` through boto3's default chain (env, profile, SSO, IRSA, instance role)."""
+
+    def __init__(self, host: str, provider: EcrProvider) -> None:
+        self.host = host
+        self.provider = provider
+
+    @property
+    def name(self) -> str:
+        profile = f", profile {self.provider.profile}" if self.provider.profile else ""
+        return f"AWS ECR GetAuthorizationToken (boto3 default credential chain{profile})"
+
+    def resolve(self, resource: RegistryPrefix) -> Credential | Miss:
+        try:
+            ecr = parse_ecr_host(resource.host)
+        except ConfigurationError as err:
+            return Miss(self.name, str(err))
+        try:
+            import botocore.exceptions as aws
+        except ImportError:
+            return Miss(self.name, INSTALL_HINT)
+        action = "ecr-public:GetAuthorizationToken" if ecr.public else "ecr:GetAuthorizationToken"
+        try:
+            return self._resolve(ecr)
+        except aws.NoCredentialsError:
+            return Miss(
+                self.name,
+                "boto3 found no AWS credentials (env AWS_ACCESS_KEY_ID, AWS_PROFILE / ~/.aws, SSO, "
+                "web identity / IRSA, container or instance role)",
+            )
+        except aws.ProfileNotFound as err:
+            return Miss(self.name, f"AWS profile not found: {err}")
+        except aws.ClientError as err:
+            if _is_denied(err):
+                message = _aws_message(err)
+                return Miss(
+                    self.name,
+                    f"AccessDenied: {_principal(message)} may not call {action}; grant the IAM action "
+                    f"{action} (resource '*') to it. AWS said: {message}",
+                )
+            return Miss(self.name, f"AWS refused {action}: {_error_code(err)}: {_aws_message(err)}")
+        except aws.BotoCoreError as err:
+            return Miss(self.name, f"{type(err).__name__}: {str(err)[:300]}")
+        except _BadToken as err:
+            return Miss(self.name, str(err))
+
+    def _resolve(self, ecr: EcrHost) -> Credential | Miss:
+        provider = self.provider
+        clock = provider.clock or utc_now
+        session, client = _session_and_client(ecr, provider.profile)
+        credentials = session.get_credentials()
+        if credentials is None:
+            import botocore.exceptions as aws
+
+            raise aws.NoCredentialsError()
+        access_key = credentials.get_frozen_credentials().access_key
+        key_fields = {
+            "registry": ecr.registry_id,
+            "region": ecr.region,
+            "endpoint": str(client.meta.endpoint_url),
+        }
+        identity = hashlib.sha256(access_key.encode()).hexdigest()
+        key = hashlib.sha256(json.dumps({**key_fields, "identity": identity}, sort_keys=True).encode()).hexdigest()[:40]
+        source = f"{self.name}: {getattr(credentials, 'method', 'unknown')} credentials"
+
+        token = self._cached(key, clock(), None)
+        if token is None:
+            files = _FileCache(token_cache_dir()) if provider.token_cache else None
+            with _LOCK, files.locked() if files else contextlib.nullcontext():
+                token = self._cached(key, clock(), files)
+                if token is None:
+                    token = self._fetch(client, ecr, clock())
+                    _MEMORY[key] = token
+                    if files is not None:
+                        files.write(key, token, key_fields, clock())
+        return Credential(token.username, token.password, source=source, expires_at=token.expires_at)
+
+    @staticmethod
+    def _cached(key: str, now: datetime, files: _FileCache | None) -> _Token | None:
+        with _LOCK:
+            token = _MEMORY.get(key)
+        if token is not None and token.fresh(now):
+            return token
+        if files is not None:
+            token = files.read(key)
+            if token is not None and token.fresh(now):
+                with _LOCK:
+                    _MEMORY[key] = token
+                return token
+        return None
+
+    @staticmethod
+    def _fetch(client: Any, ecr: EcrHost, now: datetime) -> _Token:
+        if ecr.public:
+            data = client.get_authorization_token()["authorizationData"]
+        else:
+            data = client.get_authorization_token(registryIds=[ecr.account_id])["authorizationData"][0]
+        try:
+            decoded = base64.b64decode(data["authorizationToken"]).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _BadToken(f"ECR answered a token for {ecr.host} that is not base64 of user:password") from None
+        username, _, password = decoded.partition(":")
+        expires_at = data["expiresAt"]
+        if isinstance(expires_at, (int, float)):
+            expires_at = datetime.fromtimestamp(expires_at, timezone.utc)
+        return _Token(username, SecretStr(password), expires_at.astimezone(timezone.utc), now)
+
+
+# ---------------------------------------------------------------------------------------- provider
+class EcrProvider(Provider):
+    """AWS ECR (private, any partition) and ECR Public.
+
+    ``create_repository`` (default on) creates a missing repository before the first push, with
+    ``scan_on_push``, ``tag_mutability`` and ``encryption``/``kms_key`` when given (AWS's
+    defaults otherwise). ``profile`` picks an AWS profile instead of the default chain.
+    ``token_cache`` keeps tokens in a 0600 file so other processes reuse them. ``clock`` is what
+    "now" means for token expiry (tests and benchmarks; moto's tokens expire in 2015).
+    """
+
+    kind: ClassVar[str] = "ecr"
+    short_lived: ClassVar[bool] = True
+
+    create_repository: bool = True
+    scan_on_push: bool | None = None
+    tag_mutability: Literal["MUTABLE", "IMMUTABLE"] | None = None
+    encryption: Literal["AES256", "KMS"] | None = None
+    kms_key: str | None = None
+    profile: str | None = None
+    token_cache: bool = True
+    clock: Clock | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("tag_mutability"), str):
+            data["tag_mutability"] = data["tag_mutability"].upper()
+        if isinstance(data.get("encryption"), str):
+            data["encryption"] = data["encryption"].upper()
+        if data.get("kms_key"):
+            if data.get("encryption") not in (None, "KMS"):
+                raise ConfigurationError(f"kms_key= needs encryption='KMS', not {data['encryption']!r}")
+            data["encryption"] = "KMS"
+        return data
+
+    @classmethod
+    def from_host(cls, host: str) -> EcrProvider | None:
+        return cls() if is_ecr_host(host) else None
+
+    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+        return [EcrKeychain(registry.host, self)]
+
+    def refusal_hint(self, action: str, status: int) -> str | None:
+        if action.startswith("push"):
+            return (
+                "The AWS identity needs " + ", ".join(PUSH_ACTIONS) + " on the repository (for a push to "
+                "another account, the repository policy must allow them too)."
+            )
+        if action.startswith("pull"):
+            return "The AWS identity needs " + ", ".join(PULL_ACTIONS) + " on the repository."
+        return (
+            "ECR tokens are valid for 12 hours, for one account's registry in one region, and carry the "
+            "permissions of the identity that fetched them (ecr:GetAuthorizationToken); "
+            "`flyte-private-registry explain` shows which identity that was."
+        )
+
+    def describe(self) -> str:
+        if not self.create_repository:
+            return "ecr (repositories must exist)"
+        options = [
+            f"scan on push {'on' if self.scan_on_push else 'off'}" if self.scan_on_push is not None else "",
+            f"{self.tag_mutability} tags" if self.tag_mutability else "",
+            f"{self.encryption} encryption" if self.encryption else "",
+        ]
+        shown = ", ".join(o for o in options if o)
+        return f"ecr (creates missing repositories{': ' + shown if shown else ''})"
+
+    # -- repositories ------------------------------------------------------------------------
+    def prepare_push(self, registry: PrivateRegistry, repository: str, credential: Credential | None) -> None:
+        """Create ``repository`` if it does not exist: ECR, unlike most registries, never does on push."""
+        if not self.create_repository:
+            return
+        ecr = parse_ecr_host(registry.host)
+        name = ecr.api_repository(repository)
+        try:
+            import botocore.exceptions as aws
+        except ImportError:
+            _warn(f"{INSTALL_HINT}; cannot check that ECR repository {name} exists (the push fails if it does not)")
+            return
+        try:
+            _, client = _session_and_client(ecr, self.profile)
+            if self._exists(client, ecr, name):
+                return
+            self._create(client, ecr, name)
+        except aws.NoCredentialsError:
+            # Pushing with `docker login` credentials alone is legitimate; only creation is lost.
+            _warn(
+                f"boto3 found no AWS credentials: cannot check that ECR repository {name} exists in {ecr.host} "
+                "(the push fails if it does not). Configure AWS credentials, or pass create_repository=False."
+            )
+        except aws.BotoCoreError as err:
+            raise RegistryError(
+                f"cannot check or create ECR repository {name} in {ecr.host}: {type(err).__name__}: {str(err)[:300]}",
+                host=ecr.host,
+            ) from None
+
+    def _registry_id(self, ecr: EcrHost) -> dict[str, str]:
+        return {} if ecr.public else {"registryId": ecr.registry_id}
+
+    def _exists(self, client: Any, ecr: EcrHost, name: str) -> bool:
+        try:
+            client.describe_repositories(repositoryNames=[name], **self._registry_id(ecr))
+            return True
+        except client.exceptions.RepositoryNotFoundException:
+            return False
+        except client.exceptions.ClientError as err:
+            raise self._refused(err, ecr, name, "DescribeRepositories", "look up") from None
+
+    def _create(self, client: Any, ecr: EcrHost, name: str) -> None:
+        options: dict[str, Any] = {}
+        if not ecr.public:
+            options.update(self._registry_id(ecr))
+            if self.scan_on_push is not None:
+                options["imageScanningConfiguration"] = {"scanOnPush": self.scan_on_push}
+            if self.tag_mutability is not None:
+                options["imageTagMutability"] = self.tag_mutability
+            if self.encryption is not None:
+                encryption = {"encryptionType": self.encryption}
+                if self.kms_key:
+                    encryption["kmsKey"] = self.kms_key
+                options["encryptionConfiguration"] = encryption
+        try:
+            client.create_repository(repositoryName=name, **options)
+        except client.exceptions.RepositoryAlreadyExistsException:
+            return  # another build created it between our describe and create: fine
+        except client.exceptions.ClientError as err:
+            raise self._refused(err, ecr, name, "CreateRepository", "create") from None
+        _info(f"Created ECR repository {name} in {ecr.host} ({self.describe()}).")
+
+    def _refused(self, err: Any, ecr: EcrHost, name: str, operation: str, verb: str) -> RegistryError:
+        service = "ecr-public" if ecr.public else "ecr"
+        message = _aws_message(err)
+        if _is_denied(err):
+            return AuthorizationError(
+                f"{_principal(message)} may not {verb} repository {name!r} in ECR registry {ecr.host}: "
+                f"missing IAM permission {service}:{operation} on {ecr.repository_arn(name)}. Grant it, "
+                "create the repository yourself, or pass create_repository=False if it already exists. "
+                f"AWS said: {message}",
+                host=ecr.host,
+                status=403,
+            )
+        return RegistryError(
+            f"ECR registry {ecr.host}: {service}:{operation} for repository {name!r} failed: "
+            f"{_error_code(err)}: {message}",
+            host=ecr.host,
+        )
+
+
+def _info(message: str) -> None:
+    import click
+
+    click.secho(message, fg="blue")
+
+
+def _warn(message: str) -> None:
+    import click
+
+    click.secho(message, fg="yellow")
