@@ -34,5 +34,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    session.install("-e", ".[kubernetes,aws]", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-click>=0.8")
+    session.install(
+        "-e", ".[kubernetes,aws]", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-click>=0.8"
+    )
     session.run("mkdocs", "build", "--strict")

@@ -78,8 +78,15 @@ def main() -> None:
             skopeo_found = 0
             for tag in tags:
                 done = subprocess.run(
-                    [skopeo, "inspect", "--raw", "--authfile", str(config / "config.json"), "--tls-verify=false",
-                     f"docker://{prefix}/app:{tag}"],
+                    [
+                        skopeo,
+                        "inspect",
+                        "--raw",
+                        "--authfile",
+                        str(config / "config.json"),
+                        "--tls-verify=false",
+                        f"docker://{prefix}/app:{tag}",
+                    ],
                     capture_output=True,
                 )
                 skopeo_found += done.returncode == 0
@@ -97,13 +104,20 @@ def main() -> None:
 
         found = sum(d is not None for d in ours_result.values())
         print(f"existence of {TAGS} tags (1 present) in a TLS + token-auth registry")
-        print(f"  ours (RegistryClient.manifest_digests): {ours * 1000:8.0f} ms, found {found}, token fetches {ours_tokens}")
+        print(
+            f"  ours (RegistryClient.manifest_digests): {ours * 1000:8.0f} ms, found {found}, "
+            f"token fetches {ours_tokens}"
+        )
         if skopeo_time is not None:
-            print(f"  skopeo inspect --raw per tag:          {skopeo_time * 1000:8.0f} ms, found {skopeo_found}, "
-                  f"token fetches {skopeo_tokens}")
-        print(f"  flytekit ImageSpec.exist() per tag:    {flytekit_time * 1000:8.0f} ms, "
-              f"found {sum(a is True for a in flytekit_answers)}, unsure {sum(a is None for a in flytekit_answers)}, "
-              f"token fetches {flytekit_tokens}")
+            print(
+                f"  skopeo inspect --raw per tag:          {skopeo_time * 1000:8.0f} ms, found {skopeo_found}, "
+                f"token fetches {skopeo_tokens}"
+            )
+        print(
+            f"  flytekit ImageSpec.exist() per tag:    {flytekit_time * 1000:8.0f} ms, "
+            f"found {sum(a is True for a in flytekit_answers)}, unsure {sum(a is None for a in flytekit_answers)}, "
+            f"token fetches {flytekit_tokens}"
+        )
         if skopeo_time is not None:
             print(f"ratio skopeo/ours:   {skopeo_time / ours:6.1f}x (goal >= 4x)")
         print(f"ratio flytekit/ours: {flytekit_time / ours:6.1f}x (goal >= 4x)")

@@ -78,7 +78,8 @@ def build_registry(entry: dict[str, Any], origin: str) -> PrivateRegistry:
     for secret_key in ("password", "pull_password"):
         if secret_key in entry:
             raise ConfigurationError(
-                f"{origin}: {secret_key!r} is not allowed in configuration; name an env var with {secret_key}_env instead"
+                f"{origin}: {secret_key!r} is not allowed in configuration; "
+                f"name an env var with {secret_key}_env instead"
             )
     if "prefix" not in entry:
         raise ConfigurationError(f"{origin}: a registry entry has no 'prefix'")

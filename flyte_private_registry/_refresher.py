@@ -16,7 +16,6 @@ key is stored in the cluster. On EKS the nodes' own role usually makes all of th
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,10 +29,6 @@ if TYPE_CHECKING:
     from .credentials import Credential
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flyte-private-registry"}
-_ECR_HOST = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?::\d+)?$"
-)
-ECR_PUBLIC_HOST = "public.ecr.aws"
 #: Credential sources that die with a CI job (GitLab's job token, GitHub Actions' GITHUB_TOKEN).
 _CI_TOKEN_SOURCES = ("CI_JOB_TOKEN", "GITHUB_TOKEN")
 
@@ -68,26 +63,25 @@ class EcrTarget:
 
 
 def ecr_target(registry: PrivateRegistry) -> EcrTarget:
-    """Account and region from the ECR provider's fields, or else from the host name."""
-    host = registry.host
-    if host == ECR_PUBLIC_HOST or getattr(registry.provider, "public", False):
-        raise ConfigurationError(
-            f"{registry.registry} is ECR Public: its images can be pulled anonymously, so the cluster needs "
-            "no pull secret (an authenticated pull only raises rate limits). Use @task instead of @reg.task."
-        )
-    match = _ECR_HOST.match(host)
-    account = getattr(registry.provider, "account_id", None) or (match and match.group("account"))
-    region = getattr(registry.provider, "region", None) or (match and match.group("region"))
-    if registry.provider.kind != "ecr" and match is None:
+    """Account and region of an ECR registry, read from its host (the ECR provider's own parser)."""
+    from .providers._ecr import parse_ecr_host
+
+    try:
+        parsed = parse_ecr_host(registry.host)
+    except ConfigurationError:
         raise ConfigurationError(
             f"no in-cluster refresher for {registry.provider.kind} registry {registry.registry}: "
             "refreshers mint ECR tokens only. For GAR/ACR let kubelet pull with the node's identity (GKE "
             "node service account with Artifact Registry Reader, AKS attach-acr) or use an External Secrets "
             "generator (GCRAccessToken, ACRAccessToken)."
+        ) from None
+    if parsed.public:
+        raise ConfigurationError(
+            f"{registry.registry} is ECR Public: its images can be pulled anonymously, so the cluster needs "
+            "no pull secret (an authenticated pull only raises rate limits). Use @task instead of @reg.task."
         )
-    if not account or not region:
-        raise ConfigurationError(f"cannot tell the AWS account and region of {registry.registry}")
-    return EcrTarget(host=host, account_id=str(account), region=str(region))
+    assert parsed.account_id is not None  # private ECR hosts always name the account
+    return EcrTarget(host=parsed.host, account_id=parsed.account_id, region=parsed.region)
 
 
 def _metadata(name: str, namespace: str, **extra: Any) -> dict[str, Any]:

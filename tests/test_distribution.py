@@ -33,7 +33,7 @@ def seeded(docker_engine, basic_registry, token_registry, registry_users, tmp_pa
 
 
 def test_basic_login_and_existence(basic_registry, registry_users, seeded):
-    image, digest = seeded["basic"]
+    _, digest = seeded["basic"]
     with RegistryClient(basic_registry.host, _cred("alice", registry_users.alice_password)) as client:
         assert client.login("team/hello").scheme == "basic"
         assert client.manifest_digest("team/hello", "v1") == digest
@@ -65,7 +65,7 @@ def test_anonymous_against_auth_registry_is_an_error_not_a_guess(basic_registry)
 
 
 def test_bearer_login_push_scope_over_verified_tls(token_registry, token_server, registry_users, seeded, ca):
-    image, digest = seeded["token"]
+    _, digest = seeded["token"]
     token_server.clear_requests()
     cred = _cred("alice", registry_users.alice_password)
     with RegistryClient(token_registry.host, cred, ca_file=ca.ca_file, actions=("pull", "push")) as client:
@@ -135,8 +135,11 @@ def _push_oci_manifest(registry, client_cred, ca_file, repository: str, tag: str
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                       "size": len(config)},
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
             "layers": [],
         }
     ).encode()

@@ -207,7 +207,7 @@ def test_a_builder_that_did_not_push_is_caught(basic_registry, registry_users, w
 def test_unknown_inner_builder_is_a_configuration_error(basic_registry, registry_users, workdir, monkeypatch):
     monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_BUILDER", "nosuch")
     registry = PrivateRegistry(f"{basic_registry.host}/team", username="alice", password=registry_users.alice_password)
-    with pytest.raises(ValueError, match="inner builder 'nosuch'.*registered builders: .*docker-cli"):
+    with pytest.raises(ValueError, match=r"inner builder 'nosuch'.*registered builders: .*docker-cli"):
         ImageBuildEngine.build(_spec(registry))
 
 
@@ -237,9 +237,7 @@ def test_base_image_from_another_private_registry_is_pulled_with_its_credentials
     PrivateRegistry(
         f"{token_registry.host}/base", username="reader", password=registry_users.reader_password, ca_file=ca.ca_file
     )
-    target = PrivateRegistry(
-        f"{basic_registry.host}/team", username="alice", password=registry_users.alice_password
-    )
+    target = PrivateRegistry(f"{basic_registry.host}/team", username="alice", password=registry_users.alice_password)
     spec = _spec(target, base_image=base, commands=["echo built-on-busybox > /built.txt"])
     ImageBuildEngine.build(spec)
     assert _exists(basic_registry, spec.image_name(), "alice", registry_users.alice_password)
@@ -252,6 +250,6 @@ def test_missing_base_image_in_private_registry_fails_before_build(
         f"{token_registry.host}/base", username="reader", password=registry_users.reader_password, ca_file=ca.ca_file
     )
     target = PrivateRegistry(f"{basic_registry.host}/team", username="alice", password=registry_users.alice_password)
-    with pytest.raises(Exception, match="base image .* is not in private registry"):
+    with pytest.raises(Exception, match=r"base image .* is not in private registry"):
         ImageBuildEngine.build(_spec(target, base_image=token_registry.reference("base/nothing", "v0")))
     assert "docker build" not in capfd.readouterr().out
