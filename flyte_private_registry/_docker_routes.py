@@ -113,6 +113,14 @@ def configure_docker(hosts: Iterable[str], *, config_dir: Path | None = None, un
     return change
 
 
+def _login_target(host: str, config_dir: Path | None) -> tuple[Path, dict[str, Any], str, str | None]:
+    """The config dir and its contents, the docker key for ``host``, and the helper that stores it (if any)."""
+    config_dir = config_dir or user_config_dir()
+    config = _read(config_dir)
+    key = docker_config_key(server_to_host(host))
+    return config_dir, config, key, _store_helper(config, key)
+
+
 def _store_helper(config: dict[str, Any], key: str) -> str | None:
     helper = (config.get("credHelpers") or {}).get(key) or config.get("credsStore")
     if helper == OWN_HELPER:
@@ -125,10 +133,7 @@ def _store_helper(config: dict[str, Any], key: str) -> str | None:
 
 def store_login(host: str, username: str, password: SecretStr, *, config_dir: Path | None = None) -> str:
     """Save verified credentials the way ``docker login`` would; returns where they went."""
-    config_dir = config_dir or user_config_dir()
-    config = _read(config_dir)
-    key = docker_config_key(server_to_host(host))
-    helper = _store_helper(config, key)
+    config_dir, config, key, helper = _login_target(host, config_dir)
     if helper:
         program = shutil.which(HELPER_PREFIX + helper)
         if program is None:
@@ -152,10 +157,7 @@ def store_login(host: str, username: str, password: SecretStr, *, config_dir: Pa
 
 def remove_login(host: str, *, config_dir: Path | None = None) -> bool:
     """Undo :func:`store_login` (erase from the helper, or drop the ``auths`` entry)."""
-    config_dir = config_dir or user_config_dir()
-    config = _read(config_dir)
-    key = docker_config_key(server_to_host(host))
-    helper = _store_helper(config, key)
+    config_dir, config, key, helper = _login_target(host, config_dir)
     if helper:
         program = shutil.which(HELPER_PREFIX + helper)
         if program is None:

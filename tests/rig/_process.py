@@ -1,19 +1,48 @@
-"""Shared plumbing for the rig's child processes: binary lookup, log tails, termination."""
+"""Shared plumbing for the rig's child processes: binary lookup, log tails, termination, lifecycle."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TypeVar
 
 TEST_COMMAND = "`./dev test` from the repository root"
+_S = TypeVar("_S", bound="Service")
 
 
 class RigError(RuntimeError):
     """A rig service could not be started or used; the message says what to look at."""
+
+
+class Service:
+    """Stopped exactly once: by the test, by ``with``, or at interpreter exit as a safety net."""
+
+    _stopped = False
+
+    def _stop_at_exit(self) -> None:
+        atexit.register(self.stop)
+
+    def _shutdown(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the service and everything it spawned; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._shutdown()
+        atexit.unregister(self.stop)
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class MissingBinaryError(RigError):

@@ -6,7 +6,6 @@ images, containers or credentials, and can be torn down completely.
 
 from __future__ import annotations
 
-import atexit
 import io
 import json
 import os
@@ -19,7 +18,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._process import MissingBinaryError, RigError, kill_pid, log_tail, pid_alive, require_binary, terminate
+from ._process import (
+    MissingBinaryError,
+    RigError,
+    Service,
+    kill_pid,
+    log_tail,
+    pid_alive,
+    require_binary,
+    terminate,
+)
 
 # Unix socket paths are limited to ~108 bytes; containerd puts `containerd.sock.ttrpc` under the
 # exec root, so keep the runtime directory well below that.
@@ -41,7 +49,7 @@ class DockerCommandError(subprocess.CalledProcessError):
         )
 
 
-class DockerEngine:
+class DockerEngine(Service):
     """A running private ``dockerd``; create it with :meth:`start`, always :meth:`stop` it."""
 
     def __init__(
@@ -66,7 +74,6 @@ class DockerEngine:
         # Default DOCKER_CONFIG for calls that did not choose one, so the rig never reads or
         # writes the real ~/.docker.
         self.cli_config_dir = workdir / "cli-config"
-        self._stopped = False
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -114,7 +121,7 @@ class DockerEngine:
         with log_path.open("ab") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         engine = cls(workdir, runtime_dir, owns_runtime_dir, proc, cli)
-        atexit.register(engine.stop)
+        engine._stop_at_exit()
         try:
             engine._wait_ready(timeout)
         except BaseException:
@@ -143,15 +150,12 @@ class DockerEngine:
             f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
         )
 
-    def stop(self) -> None:
-        """Stop dockerd and everything it spawned (containers, containerd, shims); idempotent.
+    def _shutdown(self) -> None:
+        """Stop dockerd and everything it spawned (containers, containerd, shims).
 
         Containers are force-removed first so shutdown does not wait for a PID 1 that ignores
         SIGTERM. containerd is dockerd's child in its own session, so it is checked by pid.
         """
-        if self._stopped:
-            return
-        self._stopped = True
         containerd_pid = self._containerd_pid()
         if self.proc.poll() is None:
             try:
@@ -168,7 +172,6 @@ class DockerEngine:
         self._unmount_leftovers()
         if self._owns_runtime_dir:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
-        atexit.unregister(self.stop)
 
     @property
     def pid(self) -> int:
@@ -346,9 +349,3 @@ class DockerEngine:
             if name == repository:
                 return digest
         return None
-
-    def __enter__(self) -> DockerEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

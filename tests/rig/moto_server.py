@@ -12,7 +12,6 @@ right.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from ._process import RigError, log_tail, terminate
+from ._process import RigError, Service, log_tail, terminate
 from .ports import free_port
 
 #: ``X-Amz-Target`` prefix of ECR's JSON protocol; the operation name follows the dot.
@@ -32,7 +31,7 @@ ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921"
 MOTO_ACCOUNT = "123456789012"
 
 
-class MotoServer:
+class MotoServer(Service):
     """A running ``python -m moto.server``; create it with :meth:`start`, always :meth:`stop` it."""
 
     def __init__(self, workdir: Path, proc: subprocess.Popen[bytes], host: str, port: int) -> None:
@@ -43,7 +42,6 @@ class MotoServer:
         self.url = f"http://{host}:{port}"
         self.log_path = workdir / "moto.log"
         self.recording = workdir / "requests.jsonl"
-        self._stopped = False
 
     @classmethod
     def start(
@@ -81,7 +79,7 @@ class MotoServer:
                 cwd=workdir,
             )
         server = cls(workdir, proc, host, port)
-        atexit.register(server.stop)
+        server._stop_at_exit()
         try:
             server._wait_ready(timeout)
         except BaseException:
@@ -111,19 +109,9 @@ class MotoServer:
             f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
         )
 
-    def stop(self) -> None:
-        """SIGTERM moto (SIGKILL after 10 s); idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
+    def _shutdown(self) -> None:
+        """SIGTERM moto (SIGKILL after 10 s)."""
         terminate(self.proc, timeout=10)
-        atexit.unregister(self.stop)
-
-    def __enter__(self) -> MotoServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ test helpers
     def reset(self) -> None:

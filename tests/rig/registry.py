@@ -7,7 +7,6 @@ and no auth at all.
 
 from __future__ import annotations
 
-import atexit
 import json
 import secrets
 import ssl
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from ._process import RigError, log_tail, require_binary, terminate
+from ._process import RigError, Service, log_tail, require_binary, terminate
 from .ports import free_port
 from .tls import CertificateAuthority
 from .token_server import TokenServer
@@ -31,7 +30,7 @@ def _reference_host(name: str, port: int, tls: bool) -> str:
     return name if port == default else f"{name}:{port}"
 
 
-class Registry:
+class Registry(Service):
     """A running ``docker-registry serve``; build it with a ``start_*`` constructor, then :meth:`stop`.
 
     ``host`` is exactly what goes in image references (``127.0.0.1:PORT``, or the first of
@@ -69,7 +68,6 @@ class Registry:
         self.config_path = workdir / "config.yml"
         self.log_path = workdir / "registry.log"
         self.storage_dir = workdir / "storage"
-        self._stopped = False
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -203,7 +201,7 @@ class Registry:
             users=users,
             token_server=token_server,
         )
-        atexit.register(registry.stop)
+        registry._stop_at_exit()
         try:
             registry._wait_ready(timeout=15)
         except BaseException:
@@ -243,19 +241,9 @@ class Registry:
             f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
         )
 
-    def stop(self) -> None:
-        """SIGTERM the registry (SIGKILL after 10 s); idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
+    def _shutdown(self) -> None:
+        """SIGTERM the registry (SIGKILL after 10 s)."""
         terminate(self.proc, timeout=10)
-        atexit.unregister(self.stop)
-
-    def __enter__(self) -> Registry:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reference(self, repository: str, tag: str = "latest") -> str:
         """Full image reference in this registry, e.g. ``127.0.0.1:5000/team/app:v1``."""
