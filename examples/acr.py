@@ -10,7 +10,7 @@ acr = PrivateRegistry.acr(
     pull_username="flyte-pull-token",  # an ACR repository-scoped token with content/read
     pull_password_env="ACR_PULL_TOKEN",
 )
-image = ImageSpec(name="batch", packages=["pandas"], registry=acr.registry)
+image = ImageSpec(name="batch", packages=["flyte-private-registry", "pandas"], registry=acr.registry)
 
 
 @acr.task(container_image=image)

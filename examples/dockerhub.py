@@ -5,7 +5,9 @@ from flytekit import ImageSpec, workflow
 from flyte_private_registry import PrivateRegistry
 
 hub = PrivateRegistry.dockerhub("acme", pull_secret="dockerhub-pull")
-image = ImageSpec(name="inference", packages=["numpy"], registry=hub.registry)  # docker.io/acme/inference
+image = ImageSpec(
+    name="inference", packages=["flyte-private-registry", "numpy"], registry=hub.registry
+)  # docker.io/acme/inference
 
 
 @hub.task(container_image=image)

@@ -16,7 +16,7 @@ ecr = PrivateRegistry.ecr(
     tag_mutability="IMMUTABLE",
     pull_secret="ecr-pull",  # kept fresh by a refresher: ECR tokens last 12 hours
 )
-image = ImageSpec(name="trainer", packages=["scikit-learn"], registry=ecr.registry)
+image = ImageSpec(name="trainer", packages=["flyte-private-registry", "scikit-learn"], registry=ecr.registry)
 
 
 @ecr.task(container_image=image)

@@ -15,7 +15,7 @@ gar = PrivateRegistry.gar(
     pull_username="_json_key",  # a service-account key with roles/artifactregistry.reader
     pull_password_env="GAR_READER_KEY_JSON",
 )
-image = ImageSpec(name="trainer", packages=["torch"], registry=gar.registry)
+image = ImageSpec(name="trainer", packages=["flyte-private-registry", "torch"], registry=gar.registry)
 
 
 @gar.task(container_image=image)

@@ -13,7 +13,7 @@ ghcr = PrivateRegistry.ghcr(
     pull_username="acme-bot",
     pull_password_env="GHCR_READ_TOKEN",
 )
-image = ImageSpec(name="etl", packages=["polars"], registry=ghcr.registry)
+image = ImageSpec(name="etl", packages=["flyte-private-registry", "polars"], registry=ghcr.registry)
 
 
 @ghcr.task(container_image=image)

@@ -15,8 +15,8 @@ gitlab = PrivateRegistry.gitlab(
 )
 self_managed = PrivateRegistry.gitlab("team/proj", host="gitlab.example.com:5050", pull_secret="gitlab-internal-pull")
 
-image = ImageSpec(name="features", packages=["pyarrow"], registry=gitlab.registry)
-internal = ImageSpec(name="scorer", registry=self_managed.registry)
+image = ImageSpec(name="features", packages=["flyte-private-registry", "pyarrow"], registry=gitlab.registry)
+internal = ImageSpec(name="scorer", packages=["flyte-private-registry"], registry=self_managed.registry)
 
 
 @gitlab.task(container_image=image)

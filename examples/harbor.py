@@ -17,7 +17,7 @@ harbor = PrivateRegistry(
     pull_username="robot$flyte-pull",
     pull_password_env="HARBOR_PULL_TOKEN",
 )
-image = ImageSpec(name="trainer", packages=["pandas"], registry=harbor.registry)
+image = ImageSpec(name="trainer", packages=["flyte-private-registry", "pandas"], registry=harbor.registry)
 
 
 @harbor.task(container_image=image)

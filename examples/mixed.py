@@ -11,10 +11,12 @@ from kubernetes.client import V1Container, V1PodSpec
 
 from flyte_private_registry import PrivateRegistry
 
-harbor = PrivateRegistry("harbor.example.com/ml", username_env="HARBOR_USER", password_env="HARBOR_TOKEN",
-                         pull_secret="harbor-pull")  # fmt: skip
-public = ImageSpec(name="cleaner", registry="docker.io/flyteorg-public-example")
-private = ImageSpec(name="trainer", registry=harbor.registry)
+harbor = PrivateRegistry(
+    "harbor.example.com/ml", username_env="HARBOR_USER", password_env="HARBOR_TOKEN", pull_secret="harbor-pull"
+)
+public = ImageSpec(name="cleaner", packages=["flyte-private-registry"], registry="docker.io/flyteorg-public-example")
+# task modules import the library, so images running them must contain it
+private = ImageSpec(name="trainer", packages=["flyte-private-registry"], registry=harbor.registry)
 
 sidecar = PodTemplate(
     primary_container_name="primary",

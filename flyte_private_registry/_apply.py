@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ClusterError, MissingExtra
+from ._errors import ClusterError
+from ._k8s_import import import_kubernetes
 from ._refresher import MANAGED_BY
 
 if TYPE_CHECKING:
@@ -43,17 +44,9 @@ class Applied:
         return f"{self.kind} {where}{self.name}: {self.action}"
 
 
-def _kubernetes() -> Any:
-    try:
-        import kubernetes
-    except ImportError:
-        raise MissingExtra("Applying cluster objects") from None
-    return kubernetes
-
-
 def default_api_client() -> Any:
     """In a pod: the service account; elsewhere: the current kubeconfig context."""
-    kubernetes = _kubernetes()
+    kubernetes = import_kubernetes()
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = kubernetes.client.Configuration()
         kubernetes.config.load_incluster_config(client_configuration=configuration)
@@ -72,7 +65,7 @@ class _Endpoint:
 
 
 def _endpoint(api_client: Any, manifest: dict[str, Any]) -> _Endpoint:
-    client = _kubernetes().client
+    client = import_kubernetes().client
     kind = manifest["kind"]
     api_version = manifest["apiVersion"]
     name = manifest["metadata"]["name"]
@@ -219,7 +212,7 @@ def _namespace_missing(err: Any) -> bool:
 
 
 def _create_namespace(api_client: Any, namespace: str) -> None:
-    client = _kubernetes().client
+    client = import_kubernetes().client
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": dict(MANAGED_BY)}}
     try:
         client.CoreV1Api(api_client).create_namespace(body)
@@ -229,7 +222,7 @@ def _create_namespace(api_client: Any, namespace: str) -> None:
 
 
 def _apply_one(api_client: Any, document: Document, create_namespaces: bool) -> Applied:
-    client = _kubernetes().client
+    client = import_kubernetes().client
     endpoint = _endpoint(api_client, document.manifest)
 
     def done(action: str) -> Applied:

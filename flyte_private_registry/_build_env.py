@@ -28,9 +28,8 @@ from types import FrameType
 from ._reference import docker_config_key
 from .credentials import Credential
 from .credentials._docker_config import OWN_HELPER, load_config, user_config_dir
-from .helper import SESSION_FILE
+from .helper import HELPER_PROGRAM, SESSION_FILE
 
-HELPER_PROGRAM = f"docker-credential-{OWN_HELPER}"
 _ENV_LOCK = threading.RLock()
 
 
@@ -40,7 +39,6 @@ class BuildEnvironment:
 
     directory: Path
     env: dict[str, str]
-    hosts: tuple[str, ...]
 
 
 def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
@@ -94,7 +92,7 @@ def private_docker_config(
             "DOCKER_CONFIG": str(directory),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        yield BuildEnvironment(directory, env, tuple(credentials))
+        yield BuildEnvironment(directory, env)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

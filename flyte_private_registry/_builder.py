@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -108,18 +110,25 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             self._sessions[registry.prefix] = session
             return session
 
-    def login(self, session: _Session, repository: str) -> None:
-        """Fail fast: prove the credential can push to ``repository`` before anything is built."""
+    @staticmethod
+    @contextmanager
+    def _explained(session: _Session) -> Iterator[None]:
+        """A refusal of anonymous access is reported as "no credentials", listing every source tried."""
         from ._errors import AuthenticationError
 
-        if repository in session.checked:
-            return
         try:
-            session.client.login(repository)
+            yield
         except AuthenticationError:
             if session.credential is None:
                 session.resolution.require()  # raises, listing every source that was tried
             raise
+
+    def login(self, session: _Session, repository: str) -> None:
+        """Fail fast: prove the credential can push to ``repository`` before anything is built."""
+        if repository in session.checked:
+            return
+        with self._explained(session):
+            session.client.login(repository)
         session.checked.add(repository)
 
     def _base_image_registry(self, spec: ImageSpec) -> tuple[PrivateRegistry, str, str] | None:
@@ -133,69 +142,89 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         _, repository, reference = _split(spec.base_image)
         return registry, repository, reference
 
-    # -- ImageSpecBuilder --------------------------------------------------------------------
-    def should_build(self, image_spec: ImageSpec) -> bool:
-        target = self.target(image_spec)
-        if target is None:
-            return self.inner(None).should_build(image_spec)
-        self.inner(target)  # a wrong builder name is a configuration error: raise it now
-        image = image_spec.image_name()
-        _, repository, tag = _split(image)
-        session = self.session(target)
-        self.login(session, repository)
-        base = self._base_image_registry(image_spec)
-        if base is not None:
-            self._check_base_image(image_spec.base_image, *base)
-        digest = session.client.manifest_digest(repository, tag)
-        if digest is None:
-            _echo(
-                f"Image {image} not found in private registry {target.registry} (checked {session.who()}). building..."
-            )
-            return True
-        if getattr(image_spec, "_is_force_push", False):
-            _echo(f"Overwriting existing image {image} in {target.registry} (force push).")
-            return True
-        _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
-        return False
-
-    def _check_base_image(self, image: str, registry: PrivateRegistry, repository: str, reference: str) -> None:
+    def _check_base_image(self, spec: ImageSpec) -> PrivateRegistry | None:
+        """A base image under a declared registry must exist there before a build starts."""
         from ._errors import RegistryError
 
+        base = self._base_image_registry(spec)
+        if base is None:
+            return None
+        registry, repository, reference = base
         session = self.session(registry)
-        if session.client.manifest_digest(repository, reference) is None:
+        with self._explained(session):
+            digest = session.client.manifest_digest(repository, reference)
+        if digest is None:
             raise RegistryError(
-                f"base image {image} is not in private registry {registry.registry} "
+                f"base image {spec.base_image} is not in private registry {registry.registry} "
                 f"(checked {session.who()}); push it first or fix base_image",
                 host=registry.host,
                 status=404,
             )
+        return registry
+
+    # -- ImageSpecBuilder --------------------------------------------------------------------
+    def should_build(self, image_spec: ImageSpec) -> bool:
+        target = self.target(image_spec)
+        if target is None:
+            self._check_base_image(image_spec)
+            return self.inner(None).should_build(image_spec)
+        inner = self.inner(target)  # a wrong builder name is a configuration error: raise it now
+        validate = getattr(inner, "validate", None)
+        if callable(validate):  # an inner builder that can reject a spec does so before any registry work
+            validate(image_spec)
+        image = image_spec.image_name()
+        _, repository, tag = _split(image)
+        session = self.session(target)
+        self._check_base_image(image_spec)
+        with self._explained(session):
+            digest = session.client.manifest_digest(repository, tag)
+        force = getattr(image_spec, "_is_force_push", False)
+        if digest is not None and not force:
+            _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
+            return False
+        self.login(session, repository)  # push rights are needed only now, and proven before any build
+        if digest is None:
+            _echo(
+                f"Image {image} not found in private registry {target.registry} (checked {session.who()}). building..."
+            )
+        else:
+            _echo(f"Overwriting existing image {image} in {target.registry} (force push).")
+        return True
+
+    @staticmethod
+    def _build_credentials(*sessions: _Session | None) -> dict[str, Credential]:
+        """Host -> credential for every private registry the build touches (docker keys by host)."""
+        return {
+            session.registry.reference.canonical_host: session.credential
+            for session in sessions
+            if session is not None and session.credential is not None
+        }
 
     def build_image(self, image_spec: ImageSpec) -> str | None:
         from ._build_env import patched_environ, private_docker_config, terminate_as_exit
 
         target = self.target(image_spec)
         inner = self.inner(target)
-        if target is None:
+        base = self._base_image_registry(image_spec)
+        if target is None and base is None:
             return inner.build_image(image_spec)
         image = image_spec.image_name()
-        _, repository, _ = _split(image)
-        session = self.session(target)
-        self.login(session, repository)
-        if repository not in session.prepared:
-            target.provider.prepare_push(target, repository, session.credential)
-            session.prepared.add(repository)
+        session = None
+        if target is not None:
+            _, repository, _ = _split(image)
+            session = self.session(target)
+            self.login(session, repository)
+            if repository not in session.prepared:
+                target.provider.prepare_push(target, repository, session.credential)
+                session.prepared.add(repository)
+        credentials = self._build_credentials(self.session(base[0]) if base else None, session)
 
-        credentials: dict[str, Credential] = {}
-        base = self._base_image_registry(image_spec)
-        if base is not None and self.session(base[0]).credential is not None:
-            credentials[base[0].reference.canonical_host] = self.session(base[0]).credential  # type: ignore[assignment]
-        if session.credential is not None:
-            credentials[target.reference.canonical_host] = session.credential
-
-        with private_docker_config(credentials) as env, patched_environ(env.env), terminate_as_exit():
+        # SIGTERM handling first, so a signal during set-up still removes the directory
+        with terminate_as_exit(), private_docker_config(credentials) as env, patched_environ(env.env):
             result = inner.build_image(image_spec)
 
-        self.verify_pushed(session, result or image)
+        if session is not None:
+            self.verify_pushed(session, result or image)
         return result
 
     def verify_pushed(self, session: _Session, image: str) -> None:

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._errors import AuthenticationError, AuthorizationError, ConfigurationError, RegistryError
-from ._lookup import lookup, registry_for
-from ._reference import ImageReference
+from ._lookup import lookup, parse_target, registry_for
+from ._reference import RegistryPrefix
 
 #: A scope needs a repository; for a bare host we ask about one that need not exist.
 _PROBE_REPOSITORY = "flyte-private-registry-check"
@@ -34,28 +34,44 @@ class CheckReport:
     def ok(self) -> bool:
         return all(step.ok is not False for step in self.steps)
 
+    @property
+    def failure(self) -> str | None:
+        """``None``, or what went wrong: ``configuration``, ``reachable`` (network) or a check's name."""
+        failed = [step.name for step in self.steps if step.ok is False]
+        return failed[0] if failed else None
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
 
 
-def _target_parts(target: str, registry_path: str) -> tuple[str, str | None]:
-    """(repository, reference or None). A bare host or prefix has no tag; an image may."""
-    if "/" not in target.strip().rstrip("/"):
-        return registry_path or _PROBE_REPOSITORY, None
-    ref = ImageReference.parse(target)
-    return ref.repository, ref.digest or ref.tag
+def _target_parts(target: str) -> tuple[str, str | None]:
+    """(repository to ask about, reference or None).
+
+    A prefix is probed through a repository beneath it (``ml/flyte-private-registry-check``):
+    token services grant push on repositories under a project or namespace, not on the
+    namespace itself.
+    """
+    parsed = parse_target(target)
+    if isinstance(parsed, RegistryPrefix):
+        return probe_repository(parsed), None
+    return parsed.repository, parsed.digest or parsed.tag
+
+
+def probe_repository(prefix: RegistryPrefix) -> str:
+    """A repository under ``prefix`` to ask a token service about (it need not exist)."""
+    return f"{prefix.path}/{_PROBE_REPOSITORY}" if prefix.path else _PROBE_REPOSITORY
 
 
 def check(target: str, *, push: bool = True) -> CheckReport:
     """Resolve credentials, log in, check push scope and (for an image with a tag) that it exists."""
     registry = registry_for(target)
     report = CheckReport(target, registry.registry, lookup(target) is not None, registry.provider.describe())
-    repository, reference = _target_parts(target, registry.reference.path)
+    repository, reference = _target_parts(target)
     steps = report.steps
     try:
         resolution = registry.resolve()
     except ConfigurationError as err:
-        steps.append(CheckStep("credentials", False, str(err)))
+        steps.append(CheckStep("configuration", False, str(err)))
         return report
     cred = resolution.credential
     if cred is None:

@@ -67,8 +67,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"cannot read {path}: {err}") from None
 
 
-def build_registry(entry: dict[str, Any], origin: str) -> PrivateRegistry:
-    """One config table -> ``PrivateRegistry`` (provider fields sit beside the registry's own)."""
+def build_registry(entry: dict[str, Any], origin: str, base_dir: Path | None = None) -> PrivateRegistry:
+    """One config table -> ``PrivateRegistry`` (provider fields sit beside the registry's own).
+
+    A relative ``ca_file`` is read from ``base_dir`` (the config file's directory), ``~`` expanded.
+    """
     from ._catalog import not_declaring
     from ._registry import PrivateRegistry
     from .providers import PROVIDERS
@@ -95,10 +98,12 @@ def build_registry(entry: dict[str, Any], origin: str) -> PrivateRegistry:
             raise ConfigurationError(f"{origin}: provider {kind!r} options: {err}") from None
     elif rest:
         raise ConfigurationError(f"{origin}: unknown keys {sorted(rest)} for registry {entry['prefix']!r}")
+    if isinstance(fields.get("ca_file"), str):
+        fields["ca_file"] = (base_dir or Path.cwd()) / Path(fields["ca_file"]).expanduser()
     try:
         with not_declaring():
             return PrivateRegistry(**fields)
-    except ConfigurationError as err:
+    except ValueError as err:  # ConfigurationError, or pydantic's ValidationError for a wrong type
         raise ConfigurationError(f"{origin}: {err}") from None
 
 
@@ -122,7 +127,7 @@ def load_configured() -> list[PrivateRegistry]:
         if not isinstance(entries, list):
             raise ConfigurationError(f"{path}: use [[registry]] tables")
         for index, entry in enumerate(entries):
-            registry = build_registry(entry, f"{path} [[registry]] #{index + 1}")
+            registry = build_registry(entry, f"{path} [[registry]] #{index + 1}", path.parent)
             registries[registry.prefix] = registry
     env_value = os.environ.get(ENV_REGISTRIES)
     if env_value:

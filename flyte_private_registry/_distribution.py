@@ -13,8 +13,9 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import httpx
 from ._errors import AuthenticationError, AuthorizationError, RegistryError
 from ._reference import api_host, is_loopback
 from .credentials import Credential
+from .credentials._base import encode_basic
 
 MANIFEST_ACCEPT = ", ".join(
     (
@@ -109,6 +111,30 @@ def _server_message(response: httpx.Response) -> str:
     return ""
 
 
+#: Where docker itself looks for per-registry CAs (``<host[:port]>/*.crt``): trust what docker trusts.
+DOCKER_CERTS_DIR = Path("/etc/docker/certs.d")
+
+
+def trust_for(host: str, ca_file: Path | str | None = None) -> ssl.SSLContext:
+    """TLS trust like docker's: the system store, certifi, docker's ``certs.d`` for the host, ``ca_file``.
+
+    httpx alone would trust only certifi, so a registry on an internal CA that docker pushes to
+    would fail every existence check.
+    """
+    context = ssl.create_default_context()  # system store; honours SSL_CERT_FILE / SSL_CERT_DIR
+    try:
+        import certifi
+
+        context.load_verify_locations(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        pass
+    for extra in sorted((DOCKER_CERTS_DIR / host).glob("*.crt")):
+        context.load_verify_locations(cafile=str(extra))
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
 class _RegistryAuth(httpx.Auth):
     """Basic or Bearer auth, chosen by the registry's challenge, with tokens cached per scope."""
 
@@ -166,19 +192,13 @@ class RegistryClient:
         self.actions = actions
         self.scheme: str | None = None  # "basic" | "bearer" | "none", learnt from the challenge
         self.challenge: Challenge | None = None
-        self.token_fetches = 0
         # A CA file means the user expects TLS: verify it and never fall back to plain HTTP.
         self._insecure = (insecure or is_loopback(host)) and ca_file is None
         self._refusal_hint = refusal_hint
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._base_url: str | None = None
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None:
-            verify = ssl.create_default_context()
-            verify.load_verify_locations(cafile=str(ca_file))
-        elif self._insecure:
-            verify = False
+        verify: ssl.SSLContext | bool = False if self._insecure else trust_for(self.api_host, ca_file)
         self._http = httpx.Client(
             auth=_RegistryAuth(self),
             verify=verify,
@@ -208,8 +228,8 @@ class RegistryClient:
 
     def authorize(self, request: httpx.Request, scope: str | None) -> None:
         if self.scheme == "basic" and self.credential is not None and not self.credential.identity_token:
-            raw = f"{self.credential.username}:{self.credential.password.get_secret_value()}"
-            request.headers["Authorization"] = "Basic " + base64.b64encode(raw.encode()).decode()
+            basic = encode_basic(self.credential.username, self.credential.password.get_secret_value())
+            request.headers["Authorization"] = f"Basic {basic}"
         elif self.scheme == "bearer":
             token = self._cached_token(scope or "")
             if token:
@@ -230,7 +250,6 @@ class RegistryClient:
         if scope:
             params["scope"] = scope
         credential = self.credential
-        self.token_fetches += 1
         if credential is None:  # anonymous token, as for public repositories
             return self._http.build_request("GET", realm, params=params)
         if credential.identity_token:
@@ -241,8 +260,8 @@ class RegistryClient:
                 **params,
             }
             return self._http.build_request("POST", realm, data=form)
-        raw = f"{credential.username}:{credential.password.get_secret_value()}"
-        headers = {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
+        basic = encode_basic(credential.username, credential.password.get_secret_value())
+        headers = {"Authorization": f"Basic {basic}"}
         return self._http.build_request("GET", realm, params=params, headers=headers)
 
     def accept_token(self, response: httpx.Response, scope: str | None) -> str:
@@ -301,6 +320,22 @@ class RegistryClient:
         error_type = AuthorizationError if denied else AuthenticationError
         return error_type(self._scrub(text), host=self.host, status=status)
 
+    @contextmanager
+    def _network(self, what: str) -> Iterator[None]:
+        """Connection failures become a ``RegistryError`` naming the host that did not answer."""
+        try:
+            yield
+        except httpx.TransportError as err:
+            try:
+                where = err.request.url.host
+            except RuntimeError:
+                where = self.api_host
+            raise RegistryError(
+                f"registry {self.host}: could not {what}: {where} did not answer "
+                f"({type(err).__name__}: {self._scrub(str(err))[:200]})",
+                host=self.host,
+            ) from None
+
     # -- API -------------------------------------------------------------------------------
     def _url(self, path: str) -> str:
         if self._base_url is None:
@@ -353,7 +388,8 @@ class RegistryClient:
                 status=401,
             )
         if challenge.scheme == "basic":
-            response = self._http.get(self._url("/v2/"))
+            with self._network("log in"):
+                response = self._http.get(self._url("/v2/"))
             if response.status_code != 200:
                 raise self._refused(response, "log in")
             return LoginResult("basic", None)
@@ -362,7 +398,9 @@ class RegistryClient:
         scope = _scope(repository, self.actions)
         token = self._cached_token(scope)
         if token is None:
-            token = self.accept_token(self._http.send(self.token_request(challenge, scope), auth=None), scope)
+            with self._network("fetch a token"):
+                response = self._http.send(self.token_request(challenge, scope), auth=None)
+            token = self.accept_token(response, scope)
         granted = _granted_actions(token, repository)
         if granted is not None:
             missing = [a for a in self.actions if a not in granted]
@@ -380,13 +418,8 @@ class RegistryClient:
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest if ``repository:reference`` exists, ``None`` if the registry says 404."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
-        try:
+        with self._network(f"check {repository}:{reference}"):
             response = self._http.head(url, headers={"Accept": MANIFEST_ACCEPT})
-        except httpx.TransportError as err:
-            raise RegistryError(
-                f"registry {self.host} did not answer for {repository}:{reference}: {type(err).__name__}",
-                host=self.host,
-            ) from None
         if response.status_code == 200:
             return response.headers.get("docker-content-digest", "")
         if response.status_code == 404:

@@ -7,7 +7,6 @@ and put back by ``undo``. The config file keeps its mode, or is created 0600; wr
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -23,11 +22,11 @@ from pydantic import SecretStr
 
 from ._errors import ConfigurationError
 from ._reference import docker_config_key, server_to_host
+from .credentials._base import encode_basic
 from .credentials._docker_config import OWN_HELPER, load_config, user_config_dir
-from .credentials._helper_client import HELPER_PREFIX
+from .helper import HELPER_PREFIX, HELPER_PROGRAM
 
 ROUTES_FILE = "flyte-private-registry-routes.json"
-HELPER_PROGRAM = HELPER_PREFIX + OWN_HELPER
 
 
 @dataclass
@@ -148,8 +147,7 @@ def store_login(host: str, username: str, password: SecretStr, *, config_dir: Pa
             )
         return f"{HELPER_PREFIX}{helper}"
     auths = dict(config.get("auths") or {})
-    raw = f"{username}:{password.get_secret_value()}".encode()
-    auths[key] = {"auth": base64.b64encode(raw).decode()}
+    auths[key] = {"auth": encode_basic(username, password.get_secret_value())}
     config["auths"] = auths
     _write_json(config_dir / "config.json", config)
     return f"{config_dir / 'config.json'} (auths, base64: configure a credsStore to keep it out of the file)"

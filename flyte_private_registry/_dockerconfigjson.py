@@ -8,8 +8,6 @@ registry is ``host[:port]``. Parsing follows kubelet (``auth`` wins over usernam
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from pydantic import SecretStr
 from ._errors import ConfigurationError
 from ._reference import docker_config_key
 from .credentials import Credential
+from .credentials._base import decode_basic, encode_basic
 
 DOCKERCONFIGJSON_TYPE = "kubernetes.io/dockerconfigjson"
 DOCKERCFG_TYPE = "kubernetes.io/dockercfg"
@@ -33,10 +32,6 @@ class AuthEntry:
     key: str
     username: str
     password: SecretStr = field(repr=False)
-
-
-def _basic(username: str, password: str) -> str:
-    return base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def build(credentials: Mapping[str, Credential]) -> bytes:
@@ -57,7 +52,7 @@ def build(credentials: Mapping[str, Credential]) -> bytes:
         auths[docker_config_key(host)] = {
             "username": credential.username,
             "password": password,
-            "auth": _basic(credential.username, password),
+            "auth": encode_basic(credential.username, password),
         }
     return json.dumps({"auths": auths}, indent=None, separators=(",", ":"), sort_keys=True).encode()
 
@@ -69,13 +64,10 @@ def _entry(key: str, raw: object) -> AuthEntry | None:
     password = raw.get("password") or ""
     auth = raw.get("auth")
     if isinstance(auth, str) and auth:
-        try:
-            decoded = base64.b64decode(auth, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        decoded = decode_basic(auth)
+        if decoded is None:
             return None  # kubelet rejects the whole file; the pre-flight reports "no usable entry"
-        if ":" not in decoded:
-            return None
-        username, password = decoded.split(":", 1)
+        username, password = decoded
     if not isinstance(username, str) or not isinstance(password, str):
         return None
     return AuthEntry(key, username, SecretStr(password))

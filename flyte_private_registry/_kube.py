@@ -40,6 +40,33 @@ if TYPE_CHECKING:
 PLACEHOLDER_IMAGE = "docker.io/rwgrim/docker-noop"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ANNOTATION = "flyte-private-registry"
+_ENV_SOURCE = re.compile(r"\benv ([A-Z_][A-Z0-9_]*(?:/[A-Z_][A-Z0-9_]*)*)\b")
+_HELPER_SOURCE = re.compile(r"\bcredential (helper|store) (docker-credential-[A-Za-z0-9._-]+)")
+_LOCAL_DETAIL = re.compile(r"[/\\~@]")
+
+
+def source_kind(source: str) -> str:
+    """What kind of source a credential came from, fit for a Secret's annotation.
+
+    Cluster readers see annotations, so they carry the kind only (``env HARBOR_TOKEN``,
+    ``docker config``, ``credential helper docker-credential-ecr-login``, ``explicit``): never a
+    path of the machine that rendered the Secret (``/home/alice/.docker/config.json``), a profile
+    or a username.
+    """
+    if source.startswith("docker config"):
+        return "docker config"
+    helper = _HELPER_SOURCE.search(source)
+    if helper:
+        return f"credential {helper[1]} {helper[2]}"
+    env = _ENV_SOURCE.search(source)
+    if env:
+        return f"env {env[1]}" + (" + explicit password" if "explicit password" in source else "")
+    if source.startswith("explicit"):
+        return "explicit"
+    # Anything else (a provider's SDK, a custom keychain): its name up to the first detail, minus
+    # anything that looks like a path, a home directory or an address.
+    head = re.split(r"[(:;\[,]", source, maxsplit=1)[0]
+    return " ".join(word for word in head.split() if not _LOCAL_DETAIL.search(word)) or "other"
 
 
 def flyte_namespaces(
@@ -281,7 +308,7 @@ def _static_payload(
         owners[host] = registry.registry
     annotations = {
         f"{_ANNOTATION}/registries": ",".join(r.registry for r in registries),
-        f"{_ANNOTATION}/credential-sources": "; ".join(sorted({c.source for c in credentials.values()})),
+        f"{_ANNOTATION}/credential-sources": "; ".join(sorted({source_kind(c.source) for c in credentials.values()})),
     }
     expiries = sorted(c.expires_at for c in credentials.values() if c.expires_at is not None)
     if expiries:

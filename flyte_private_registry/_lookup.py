@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._catalog import CATALOG, not_declaring
 from ._reference import ImageReference, InvalidReference, RegistryPrefix, looks_like_host
 from ._registry import PrivateRegistry
 
 
-def split_target(target: str) -> tuple[str, str]:
-    """(host, repository) of an image reference, a registry prefix or a bare ``host[:port]``."""
+def parse_target(target: str) -> RegistryPrefix | ImageReference:
+    """A CLI/API target: a registry prefix (``docker.io/acme``, ``ghcr.io/Acme``) or an image reference.
+
+    A target with a host and no tag or digest is read as a prefix first, so Docker Hub namespaces
+    are not turned into ``library/`` images and mixed-case owners are lower-cased as ImageSpec does.
+    """
     text = target.strip().rstrip("/")
-    if "/" not in text and looks_like_host(text.lower()):
-        return RegistryPrefix.parse(text).host, ""
-    try:
-        ref = ImageReference.parse(text)
-        return ref.host, ref.repository
-    except InvalidReference:
-        prefix = RegistryPrefix.parse(text, require_host=False)
-        return prefix.host, prefix.path
+    if looks_like_host(text.split("/", 1)[0].lower()):
+        try:
+            return RegistryPrefix.parse(text)
+        except InvalidReference:
+            pass
+    return ImageReference.parse(text)
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(host, repository or prefix path) of a target; see :func:`parse_target`."""
+    parsed = parse_target(target)
+    return parsed.host, parsed.path if isinstance(parsed, RegistryPrefix) else parsed.repository
 
 
 def lookup(target: str) -> PrivateRegistry | None:
@@ -39,8 +49,31 @@ def registry_for(target: str) -> PrivateRegistry:
         return PrivateRegistry(host)
 
 
-def explain(target: str) -> str:
-    """Which credential source answers for an image or registry, and why the others did not."""
+def explain_data(target: str, *, pull: bool = False) -> dict[str, Any]:
+    """:func:`explain` as data (for ``--json``): the winner and every source's outcome, no secrets."""
     registry = registry_for(target)
-    declared = "declared" if lookup(target) is not None else "not declared; showing the defaults for its host"
-    return f"{registry.registry} ({declared}, provider {registry.provider.describe()})\n" + registry.explain()
+    resolution = registry.resolve_pull(exhaustive=True) if pull else registry.resolve(exhaustive=True)
+    return {
+        "target": target,
+        "registry": registry.registry,
+        "declared": lookup(target) is not None,
+        "provider": registry.provider.describe(),
+        "for": "pull secret" if pull else "push",
+        "source": resolution.source,
+        "username": resolution.credential.username if resolution.credential else None,
+        "attempts": [{"source": a.source, "outcome": a.outcome, "detail": a.detail} for a in resolution.attempts],
+        "explanation": resolution.explain(),
+    }
+
+
+def explain(target: str, *, pull: bool = False) -> str:
+    """Which credential source answers for an image or registry, and why the others did not.
+
+    ``pull=True`` explains the credential the cluster's pull secret would get (read-only ones first,
+    CI job tokens left out).
+    """
+    data = explain_data(target, pull=pull)
+    declared = "declared" if data["declared"] else "not declared; showing the defaults for its host"
+    return (
+        f"{data['registry']} ({declared}, provider {data['provider']}, for the {data['for']})\n" + data["explanation"]
+    )

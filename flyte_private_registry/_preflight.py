@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from ._dockerconfigjson import DOCKERCFG_KEY, DOCKERCFG_TYPE, DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, parse
 from ._errors import ClusterError, PreflightError, RegistryError
+from ._k8s_import import import_kubernetes
 from ._kube import target_namespaces
 from ._kubelet import Keyring
 from ._pull import DEFAULT_DOMAINS
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from ._registry import PrivateRegistry
 
 OK = "ok"
-PROBLEMS = ("missing-secret", "wrong-type", "bad-secret", "no-entry", "unauthorized", "image-missing", "error")
 
 
 class SecretSource(Protocol):
@@ -67,9 +67,9 @@ class KubernetesSecrets:
     """Reads Secrets through the Kubernetes API (needs ``get`` on secrets in each namespace)."""
 
     def __init__(self, api_client: Any = None) -> None:
-        from ._apply import _kubernetes, default_api_client
+        from ._apply import default_api_client
 
-        self._client = _kubernetes().client
+        self._client = import_kubernetes().client
         self._api = self._client.CoreV1Api(api_client if api_client is not None else default_api_client())
 
     def get(self, namespace: str, name: str) -> Any:

@@ -1,8 +1,9 @@
 """Pull-side methods of ``PrivateRegistry`` (task decorator, pod templates, cluster objects, pre-flight).
 
 Kept in its own module so the pull path grows without touching the declaration itself. Every
-method imports its implementation lazily: this module loads on every ``import flytekit`` and
-must not pull in ``kubernetes`` (a 2 s import) or flytekit's task machinery.
+method imports its implementation lazily: this module loads whenever a registry is declared
+(often at workflow import), so it must not pull in ``kubernetes`` (a 2 s import) until a pod
+template is actually built.
 """
 
 from __future__ import annotations

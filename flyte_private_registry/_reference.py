@@ -14,9 +14,9 @@ from dataclasses import dataclass
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
-_DOCKER_HUB_ALIASES = frozenset(
-    {DOCKER_HUB, "index.docker.io", DOCKER_HUB_API_HOST, "registry.hub.docker.com", "hub.docker.com"}
-)
+#: The names docker itself folds into Docker Hub (its "official index"). ``registry-1.docker.io``
+#: is the API host, but an image written with it is, to docker and kubelet, a registry of its own.
+_DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io"})
 
 _LABEL = r"(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])"
 _HOST_RE = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?$")

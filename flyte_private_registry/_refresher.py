@@ -4,8 +4,9 @@ A static Secret from such a token works until it expires and then every pull fai
 library never renders one silently (see :func:`short_lived_reason`). Instead it renders one of:
 
 * :class:`CronJobRefresher`: a CronJob (with its ServiceAccount and per-namespace RBAC) that runs
-  ``aws ecr get-login-password`` and re-applies the Secret in every namespace, every 4 hours by
-  default (a third of the token's lifetime, so one failed run is harmless);
+  ``aws ecr get-login-password``, writes the Secret for every namespace into the pod's memory and
+  ``kubectl apply``-s them, every 4 hours by default (a third of the token's lifetime, so one
+  failed run is harmless); the token is never a process argument;
 * :class:`ExternalSecretsRefresher`: an External Secrets ``ECRAuthorizationToken`` generator and
   an ``ExternalSecret`` per namespace that templates it into a ``kubernetes.io/dockerconfigjson``
   Secret (needs the External Secrets Operator).
@@ -16,6 +17,7 @@ key is stored in the cluster. On EKS the nodes' own role usually makes all of th
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,15 +31,23 @@ if TYPE_CHECKING:
     from .credentials import Credential
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flyte-private-registry"}
-#: Credential sources that die with a CI job (GitLab's job token, GitHub Actions' GITHUB_TOKEN).
-_CI_TOKEN_SOURCES = ("CI_JOB_TOKEN", "GITHUB_TOKEN")
+#: Env vars holding a token that dies with its CI job: GitLab's job token (also as CI_REGISTRY_PASSWORD),
+#: GitHub Actions' GITHUB_TOKEN. Matched as whole names: GITHUB_TOKEN_READONLY or MY_GITHUB_TOKEN are
+#: other variables (``\b`` counts ``_`` as part of a name).
+_CI_TOKEN_VARIABLES = re.compile(r"\b(?:CI_JOB_TOKEN|CI_REGISTRY_PASSWORD|GITHUB_TOKEN)\b")
+
+
+def is_ci_job_token_source(source: str) -> bool:
+    """Does a credential source (a keychain's name) name a CI job token variable, as a whole name?"""
+    return _CI_TOKEN_VARIABLES.search(source) is not None
 
 
 def short_lived_reason(registry: PrivateRegistry, credential: Credential | None = None) -> str | None:
     """Why a static Secret for ``registry`` would stop working, or ``None`` if it would not.
 
     An explicit read-only credential (``pull_username`` + ``pull_password[_env]``: a GAR JSON key,
-    an ACR token) is judged by itself, not by the provider's usual tokens.
+    an ACR token) is judged by itself, not by the provider's usual tokens, and is never taken for a
+    CI job token: the user named it for the cluster.
     """
     provider = registry.provider
     explicit = registry.pull_username is not None and (
@@ -48,7 +58,7 @@ def short_lived_reason(registry: PrivateRegistry, credential: Credential | None 
     if credential is not None:
         if credential.expires_at is not None:
             return f"the credential from {credential.source} expires at {credential.expires_at.isoformat()}"
-        if any(name in credential.source for name in _CI_TOKEN_SOURCES):
+        if not explicit and is_ci_job_token_source(credential.source):
             return f"the credential from {credential.source} is a CI job token that dies with the job"
     return None
 
@@ -107,30 +117,71 @@ def _single_target(secret_name: str, registries: Sequence[PrivateRegistry]) -> E
     return targets.pop()
 
 
-_APPLY_SCRIPT = textwrap.dedent(
+#: Where the render step leaves the Secret manifests for ``kubectl apply``: a memory-backed emptyDir.
+WORK_DIR = "/work"
+#: Runs in the aws-cli image (Amazon Linux: a shell and coreutils). The token only ever flows through
+#: pipes and files in the pod's memory, never through a command line (visible in the process list)
+#: nor an environment variable: ``printf`` is a shell builtin and prints only the non-secret parts.
+#: ECR tokens are base64 (checked below), so they need no escaping inside the JSON string.
+_RENDER_SCRIPT = textwrap.dedent(
     """\
     set -eu
-    password="$(cat /token/password)"
+    umask 022  # readable by the kubectl container, whatever user its image runs as
+    cd "$WORK_DIR"
+    aws ecr get-login-password --region "$AWS_REGION" > .login
+    tr -d '\\r\\n' < .login > .token
+    if [ ! -s .token ] || [ -n "$(tr -d 'A-Za-z0-9+/=' < .token)" ]; then
+      echo "aws ecr get-login-password did not print a base64 token" >&2
+      exit 1
+    fi
+    { printf 'AWS:'; cat .token; } | base64 | tr -d '\\n' > .auth
+    {
+      printf '{"auths":{"%s":{"username":"AWS","password":"' "$REGISTRY_HOST"
+      cat .token
+      printf '","auth":"'
+      cat .auth
+      printf '"}}}'
+    } | base64 | tr -d '\\n' > .config
     for ns in $NAMESPACES; do
-      kubectl create secret docker-registry "$SECRET_NAME" --namespace "$ns" \\
-        --docker-server="$REGISTRY_HOST" --docker-username=AWS --docker-password="$password" \\
-        --dry-run=client --output=yaml \\
-      | kubectl label --local --filename=- --output=yaml app.kubernetes.io/managed-by=flyte-private-registry \\
-      | kubectl apply --server-side --force-conflicts --field-manager=flyte-private-registry --filename=-
-      echo "refreshed secret $SECRET_NAME in namespace $ns"
+      {
+        printf '{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/dockerconfigjson",'
+        printf '"metadata":{"name":"%s","namespace":"%s",' "$SECRET_NAME" "$ns"
+        printf '"labels":{"app.kubernetes.io/managed-by":"flyte-private-registry"}},'
+        printf '"data":{".dockerconfigjson":"'
+        cat .config
+        printf '"}}\\n'
+      } > "secret-$ns.json"
+      echo "rendered secret $SECRET_NAME for namespace $ns"
     done
+    rm -f .login .token .auth .config
     """
 )
-_MINT_SCRIPT = 'aws ecr get-login-password --region "$AWS_REGION" > /token/password\n'
+#: Runs in the kubectl image: no shell needed, so a distroless kubectl works. Server-side apply keeps
+#: no ``last-applied-configuration`` annotation (which would hold a second copy of the data).
+_APPLY_COMMAND = (
+    "kubectl",
+    "apply",
+    "--server-side",
+    "--force-conflicts",
+    "--field-manager=flyte-private-registry",
+    f"--filename={WORK_DIR}/",
+)
 
 
 @dataclass(frozen=True)
 class CronJobRefresher:
     """A CronJob that re-mints the ECR pull Secret in every namespace (default: every 4 h; tokens last 12 h).
 
+    Its pod has two steps sharing an in-memory ``emptyDir``: an init container (``aws_cli_image``,
+    which needs a shell, ``base64`` and ``tr``) fetches the token and writes one complete
+    ``kubernetes.io/dockerconfigjson`` Secret manifest per namespace; then ``kubectl_image`` runs
+    ``kubectl apply --server-side`` on them (no shell needed: a distroless kubectl image works).
+    The token is never a command-line argument or an environment variable.
+
     ``role_arn`` annotates its ServiceAccount for IRSA; the role needs ``ecr:GetAuthorizationToken``.
-    Pin ``aws_cli_image``/``kubectl_image`` to images your cluster can pull (a public mirror you
-    trust): the refresher cannot use the Secret it creates. Run it once right away with
+    Pin ``aws_cli_image``/``kubectl_image`` to images your cluster can pull without this Secret (a
+    public registry or a mirror you trust, and a kubectl close to the cluster's version): the
+    refresher cannot use the Secret it creates. Run it once right away with
     ``kubectl create job --from=cronjob/<name> <name>-first -n <namespace>``.
     """
 
@@ -139,7 +190,7 @@ class CronJobRefresher:
     service_account: str = "flyte-private-registry-refresher"
     role_arn: str | None = None
     aws_cli_image: str = "public.ecr.aws/aws-cli/aws-cli:2.17.0"
-    kubectl_image: str = "docker.io/bitnami/kubectl:1.30"
+    kubectl_image: str = "registry.k8s.io/kubectl:v1.31.0"
 
     def manifests(
         self, secret_name: str, registries: Sequence[PrivateRegistry], namespaces: Sequence[str]
@@ -187,31 +238,33 @@ class CronJobRefresher:
                     None,
                 )
             )
-        token_mount = [{"name": "token", "mountPath": "/token"}]
+        work_mount = [{"name": "work", "mountPath": WORK_DIR}]
         pod_spec = {
             "serviceAccountName": self.service_account,
             "restartPolicy": "Never",
-            "volumes": [{"name": "token", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+            # the pod's own memory: the manifests never reach the node's disk and vanish with the pod
+            "volumes": [{"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
             "initContainers": [
                 {
-                    "name": "mint",
+                    "name": "render",
                     "image": self.aws_cli_image,
-                    "command": ["/bin/sh", "-c", _MINT_SCRIPT],
-                    "env": [{"name": "AWS_REGION", "value": target.region}],
-                    "volumeMounts": token_mount,
+                    "command": ["/bin/sh", "-c", _RENDER_SCRIPT],
+                    "env": [
+                        {"name": "WORK_DIR", "value": WORK_DIR},
+                        {"name": "AWS_REGION", "value": target.region},
+                        {"name": "SECRET_NAME", "value": secret_name},
+                        {"name": "REGISTRY_HOST", "value": docker_config_key(target.host)},
+                        {"name": "NAMESPACES", "value": " ".join(namespaces)},
+                    ],
+                    "volumeMounts": work_mount,
                 }
             ],
             "containers": [
                 {
                     "name": "apply",
                     "image": self.kubectl_image,
-                    "command": ["/bin/sh", "-c", _APPLY_SCRIPT],
-                    "env": [
-                        {"name": "SECRET_NAME", "value": secret_name},
-                        {"name": "REGISTRY_HOST", "value": docker_config_key(target.host)},
-                        {"name": "NAMESPACES", "value": " ".join(namespaces)},
-                    ],
-                    "volumeMounts": token_mount,
+                    "command": list(_APPLY_COMMAND),
+                    "volumeMounts": [{**work_mount[0], "readOnly": True}],
                 }
             ],
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -15,6 +15,9 @@ from ._reference import ImageReference, InvalidReference, RegistryPrefix
 from .credentials import DockerConfigKeychain, EnvKeychain, Keychain, Resolution, StaticKeychain, resolve
 from .providers import GenericProvider, Provider, provider_for_host
 from .providers._constructors import ProviderConstructors
+
+if TYPE_CHECKING:
+    from ._distribution import RegistryClient
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -39,12 +42,16 @@ def _check_arguments(data: dict[str, Any]) -> None:
     has_password = data.get("password") is not None or data.get("password_env") is not None
     if has_password and not has_user:
         raise ConfigurationError(f"{prefix}: a password was given without username= or username_env=")
-    if data.get("username_env") is not None and not has_password:
-        raise ConfigurationError(f"{prefix}: username_env= needs password_env= (or password=) next to it")
-    if (data.get("pull_password") is not None or data.get("pull_password_env") is not None) and data.get(
-        "pull_username"
-    ) is None:
-        raise ConfigurationError(f"{prefix}: pull_password/pull_password_env needs pull_username= next to it")
+    if has_user and not has_password:
+        which = "username_env=" if data.get("username_env") is not None else "username="
+        raise ConfigurationError(f"{prefix}: {which} needs password= or password_env= next to it")
+    has_pull_password = data.get("pull_password") is not None or data.get("pull_password_env") is not None
+    if data.get("pull_password") is not None and data.get("pull_password_env") is not None:
+        raise ConfigurationError(f"{prefix}: give pull_password= or pull_password_env=, not both")
+    if has_pull_password != (data.get("pull_username") is not None):
+        raise ConfigurationError(
+            f"{prefix}: a read-only pull credential needs both pull_username= and pull_password(_env)="
+        )
     secret = data.get("pull_secret")
     if secret is not None and (len(secret) > 253 or not _K8S_NAME.match(secret)):
         raise ConfigurationError(
@@ -125,14 +132,15 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
     # -- credentials -------------------------------------------------------------------------
     def all_keychains(self) -> list[Keychain]:
         chain: list[Keychain] = []
-        if self.password is not None and self.username is not None:
+        if self.username is not None and self.password is not None:
             chain.append(StaticKeychain(self.username, self.password))
-        elif self.password_env is not None:
+        elif self.username is not None or self.username_env is not None:  # validated: a password is given too
             chain.append(
                 EnvKeychain(
                     username_env=self.username_env,
                     username_literal=self.username,
                     password_env=self.password_env,
+                    password_literal=self.password,
                 )
             )
         chain.extend(self.keychains)
@@ -163,7 +171,7 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
         """Every source's answer for this registry, secrets left out."""
         return self.resolve(exhaustive=True).explain()
 
-    def client(self, *, actions: tuple[str, ...] = ("pull",), resolution: Resolution | None = None) -> Any:
+    def client(self, *, actions: tuple[str, ...] = ("pull",), resolution: Resolution | None = None) -> RegistryClient:
         """A :class:`RegistryClient` logged in with the resolved credential (anonymous if none)."""
         from ._distribution import RegistryClient
 

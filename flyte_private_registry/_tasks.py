@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._catalog import CATALOG
-from ._errors import ConfigurationError, MissingExtra
+from ._errors import ConfigurationError
+from ._k8s_import import import_kubernetes
 from ._reference import InvalidReference, RegistryPrefix
 
 if TYPE_CHECKING:
@@ -35,14 +36,7 @@ _TEMPLATED_IMAGE = "{{.image."
 
 def kubernetes_models() -> Any:
     """``kubernetes.client`` (slow to import: ~2 s), or an error that names the extra to install."""
-    try:
-        import kubernetes.client
-    except ImportError:
-        raise MissingExtra(
-            "Attaching imagePullSecrets to a task (flytekit's PodTemplate)",
-            where=", also in the task image: task modules are imported there (and @dynamic compiles there)",
-        ) from None
-    return kubernetes.client
+    return import_kubernetes().client
 
 
 # -- which registry covers an image ------------------------------------------------------------

@@ -14,7 +14,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+#: The helper's name in ``credHelpers``; docker runs ``docker-credential-<name>``.
+HELPER_NAME = "flyte-private-registry"
+HELPER_PREFIX = "docker-credential-"
+HELPER_PROGRAM = HELPER_PREFIX + HELPER_NAME
 SESSION_FILE = "flyte-private-registry-session.json"
+#: The exact text docker's helper client treats as "no credentials" (anything else is an error).
 NOT_FOUND = "credentials not found in native keychain"
 
 
@@ -36,14 +41,26 @@ def _session() -> dict[str, dict[str, str]] | None:
 
 
 def _standalone(host: str) -> tuple[str, str] | None:
-    """Resolve from configured registries (config file / env), as ``configure-docker`` routes it."""
-    from ._catalog import CATALOG
+    """Resolve as ``configure-docker`` routes it: configured registries first, then docker's own sources.
 
-    for registry in sorted(CATALOG.registries(), key=lambda r: len(r.reference.path)):
-        if registry.reference.canonical_host == host:
-            credential = registry.resolve().credential
-            if credential is not None:
-                return credential.username, credential.password.get_secret_value()
+    Docker asks per host, so when several configured prefixes share the host the broadest one
+    (shortest path) that has a credential answers. A host no configuration declares falls back
+    to what docker would have found without the route (credsStore, auths), so routing a host
+    never makes docker worse off.
+    """
+    from ._catalog import CATALOG, not_declaring
+    from ._registry import PrivateRegistry
+
+    candidates = sorted(
+        (r for r in CATALOG.registries() if r.reference.canonical_host == host), key=lambda r: len(r.reference.path)
+    )
+    if not candidates:
+        with not_declaring():
+            candidates = [PrivateRegistry(host)]
+    for registry in candidates:
+        credential = registry.resolve().credential
+        if credential is not None:
+            return credential.username, credential.password.get_secret_value()
     return None
 
 
@@ -68,8 +85,10 @@ def get(server: str, out: TextIO) -> int:
 
 
 def list_(out: TextIO) -> int:
+    from ._reference import docker_config_key
+
     session = _session() or {}
-    json.dump({host: entry["Username"] for host, entry in session.items()}, out)
+    json.dump({docker_config_key(host): entry["Username"] for host, entry in session.items()}, out)
     out.write("\n")
     return 0
 

@@ -68,7 +68,7 @@ def test_check_unset_env_var_is_a_config_error_exit_2(monkeypatch):
         json.dumps([{"prefix": "harbor.example.com/ml", "username": "u", "password_env": "NOPE_TOKEN"}]),
     )
     result = _run("check", "harbor.example.com/ml")
-    assert result.exit_code == 1 and "NOPE_TOKEN is not set" in result.output
+    assert result.exit_code == 2 and "configuration: environment variable NOPE_TOKEN is not set" in result.output
     bad = subprocess.run([CLI, "explain", "https://bad host"], capture_output=True, text=True)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -272,3 +272,106 @@ def test_secret_render_stdout_only_on_request(monkeypatch, canary_password):
     assert [d["kind"] for d in documents] == ["Secret"]
     assert documents[0]["metadata"]["name"] == "harbor-pull"
     assert documents[0]["type"] == "kubernetes.io/dockerconfigjson"
+
+
+@pytest.mark.integration
+def test_login_without_user_routes_declared_credentials_and_logout_removes_the_route(declared, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    refused = _run("login", declared, "--docker-config", str(tmp_path / "dc"))
+    assert refused.exit_code == 2 and "is not on PATH" in refused.output
+    prepend_path(monkeypatch, Path(sys.executable).parent)
+    config_dir = tmp_path / "dc"
+    result = _run("login", declared, "--docker-config", str(config_dir))
+    assert result.exit_code == 0, result.output
+    assert "env REG_USER/REG_PASSWORD" in result.output
+    host = declared.split("/")[0]
+    assert json.loads((config_dir / "config.json").read_text())["credHelpers"] == {host: "flyte-private-registry"}
+    removed = _run("logout", declared, "--docker-config", str(config_dir))
+    assert "removed the flyte-private-registry route" in removed.output
+    assert "credHelpers" not in json.loads((config_dir / "config.json").read_text())
+
+
+@pytest.mark.integration
+def test_login_without_user_leaves_docker_own_credentials_alone(basic_registry, registry_users, tmp_path, monkeypatch):
+    config_dir = tmp_path / "dc"
+    auth = __import__("base64").b64encode(f"alice:{registry_users.alice_password}".encode()).decode()
+    write_docker_config(config_dir, {"auths": {basic_registry.host: {"auth": auth}}})
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    before = (config_dir / "config.json").read_text()
+    result = _run("login", basic_registry.host, "--docker-config", str(config_dir))
+    assert result.exit_code == 0, result.output
+    assert "no route needed" in result.output
+    assert (config_dir / "config.json").read_text() == before
+
+
+def test_module_option_loads_declarations_from_workflow_code(tmp_path, monkeypatch, canary_password):
+    monkeypatch.setenv("HARBOR_USER", "alice")
+    monkeypatch.setenv("HARBOR_TOKEN", canary_password)
+    workflow = tmp_path / "wf.py"
+    workflow.write_text(
+        "from flyte_private_registry import PrivateRegistry\n"
+        "harbor = PrivateRegistry('harbor.example.com/ml', username_env='HARBOR_USER', password_env='HARBOR_TOKEN',"
+        " pull_secret='harbor-pull')\n"
+    )
+    undeclared = _run("secret", "render", "harbor.example.com/ml", "--project", "p", "--stdout")
+    assert undeclared.exit_code == 2 and "lies under no declared registry" in undeclared.output
+    rendered = _run(
+        "-m", str(workflow), "secret", "render", "harbor.example.com/ml", "-p", "p", "-d", "dev", "--stdout"
+    )
+    assert rendered.exit_code == 0, rendered.output
+    import yaml
+
+    (secret,) = yaml.safe_load_all(rendered.output)
+    assert secret["metadata"]["name"] == "harbor-pull" and secret["metadata"]["namespace"] == "p-dev"
+    explained = _run("-m", str(workflow), "explain", "harbor.example.com/ml/trainer:v1")
+    assert "env HARBOR_USER/HARBOR_TOKEN" in explained.output and canary_password not in explained.output
+    broken = _run("-m", str(tmp_path / "missing.py"), "explain", "harbor.example.com")
+    assert broken.exit_code == 2 and "cannot import" in broken.output
+
+
+def test_preflight_refuses_images_under_no_declared_registry():
+    result = _run("preflight", "harbor.example.com/ml/trainer:v1", "--namespace", "p-dev")
+    assert result.exit_code == 2 and "lies under no declared registry" in result.output
+
+
+def test_explain_pull_prefers_the_read_only_credential(monkeypatch, canary_password):
+    monkeypatch.setenv("H_TOKEN", canary_password)
+    monkeypatch.setenv("H_READ_TOKEN", "read-only-" + canary_password)
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES",
+        json.dumps(
+            [
+                {
+                    "prefix": "harbor.example.com/ml",
+                    "username": "ci",
+                    "password_env": "H_TOKEN",
+                    "pull_username": "reader",
+                    "pull_password_env": "H_READ_TOKEN",
+                }
+            ]
+        ),
+    )
+    push = json.loads(_run("explain", "harbor.example.com/ml", "--json").output)
+    pull = json.loads(_run("explain", "harbor.example.com/ml", "--pull", "--json").output)
+    assert (push["for"], push["username"]) == ("push", "ci")
+    assert (pull["for"], pull["username"]) == ("pull secret", "reader")
+    text = _run("explain", "harbor.example.com/ml", "--pull").output
+    assert "for the pull secret" in text and canary_password not in text
+
+
+def test_file_errors_are_one_line_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("H_TOKEN", "x")
+    monkeypatch.setenv(
+        "FLYTE_PRIVATE_REGISTRIES",
+        json.dumps([{"prefix": "harbor.example.com/ml", "username": "u", "password_env": "H_TOKEN"}]),
+    )
+    (tmp_path / "elsewhere").write_text("")
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "elsewhere")
+    result = subprocess.run(
+        [CLI, "secret", "render", "-p", "p", "-o", str(tmp_path / "link.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "link.yaml" in result.stderr
+    assert (tmp_path / "elsewhere").read_text() == ""  # the symlink target was not written
+    (tmp_path / "bad.yaml").write_text("a: [unclosed\n")
+    bad = _run("preflight", "harbor.example.com/ml/x:v1", "-n", "p-dev", "--secrets-from", str(tmp_path / "bad.yaml"))
+    assert bad.exit_code == 2 and "is not YAML" in bad.output

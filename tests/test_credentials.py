@@ -119,10 +119,16 @@ def test_missing_helper_binary_is_a_miss_with_reason(user_docker_config):
     assert isinstance(answer, Miss) and "docker-credential-nosuchhelper is not on PATH" in answer.reason
 
 
-def test_route_to_ourselves_is_not_followed(user_docker_config):
-    write_docker_config(user_docker_config, {"credHelpers": {"harbor.example.com": "flyte-private-registry"}})
+def test_route_to_ourselves_falls_through_to_what_docker_would_find_without_it(user_docker_config):
+    write_docker_config(
+        user_docker_config,
+        {
+            "credHelpers": {"harbor.example.com": "flyte-private-registry"},
+            "auths": {"harbor.example.com": {"auth": _auth("bob", "pw")}},
+        },
+    )
     answer = DockerConfigKeychain().resolve(HARBOR)
-    assert isinstance(answer, Miss) and "this library itself" in answer.reason
+    assert isinstance(answer, Credential) and answer.username == "bob"
 
 
 def test_resolution_order_and_explain(user_docker_config, monkeypatch, canary_password):

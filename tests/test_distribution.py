@@ -164,3 +164,28 @@ def test_oci_images_are_found_only_with_the_full_accept_list(token_registry, reg
         )
     assert narrow.status_code == 404
     assert "application/vnd.oci.image.index.v1+json" in MANIFEST_ACCEPT
+
+
+def test_trusts_what_docker_trusts_for_a_registry_on_a_private_ca(
+    docker_engine, ca, registry_users, rig_dir, tmp_path, monkeypatch
+):
+    """A registry under a real hostname on an internal CA: docker's certs.d makes it trusted, nothing else does."""
+    from provider_rig import serve_as
+
+    from flyte_private_registry import _distribution
+
+    with serve_as(
+        rig_dir,
+        docker_engine,
+        ca,
+        hostname="registry.internal.test",
+        ip="127.0.0.58",
+        users={"alice": registry_users.alice_password},
+    ) as stand_in:
+        cred = _cred("alice", registry_users.alice_password)
+        monkeypatch.setattr(_distribution, "DOCKER_CERTS_DIR", tmp_path / "certs.d")
+        with pytest.raises(RegistryError, match="certificate verify failed"):
+            RegistryClient(stand_in.host, cred).login("team/app")
+        (tmp_path / "certs.d" / stand_in.host).mkdir(parents=True)
+        (tmp_path / "certs.d" / stand_in.host / "ca.crt").write_bytes(ca.ca_file.read_bytes())
+        assert RegistryClient(stand_in.host, cred).login("team/app").scheme == "bearer"

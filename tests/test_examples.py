@@ -65,16 +65,25 @@ def test_example_serializes_with_pull_secrets(module, tmp_path):
     work = tmp_path / "examples"
     shutil.copytree(EXAMPLES, work)
     (work / "flyte-private-registry.toml").unlink()  # the config example is tested separately
-    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "DOCKER_CONFIG": str(tmp_path / "docker")}  # fmt: skip
-    inspected = subprocess.run([sys.executable, "-c", _INSPECT, module], cwd=work, env=env, capture_output=True,
-                               text=True, check=True)  # fmt: skip
+    env = {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+    }
+    inspected = subprocess.run(
+        [sys.executable, "-c", _INSPECT, module], cwd=work, env=env, capture_output=True, text=True, check=True
+    )
     data = json.loads(inspected.stdout)
     assert data["registries"], f"{module} declares no private registry"
     result = subprocess.run(
         [*PYFLYTE_WITHOUT_BUILDS, "--pkgs", module, "package", "--force", "--output", "out.tgz"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = _tasks(work / "out.tgz")
     assert tasks
@@ -91,10 +100,20 @@ def test_example_serializes_with_pull_secrets(module, tmp_path):
 def test_mixed_example_details(tmp_path):
     work = tmp_path / "examples"
     shutil.copytree(EXAMPLES, work)
-    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "DOCKER_CONFIG": str(tmp_path / "docker")}  # fmt: skip
-    subprocess.run([*PYFLYTE_WITHOUT_BUILDS, "--pkgs", "mixed", "package", "--force", "--output", "out.tgz"],
-                   cwd=work, env=env, capture_output=True, check=True, timeout=300)  # fmt: skip
+    env = {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+    }
+    subprocess.run(
+        [*PYFLYTE_WITHOUT_BUILDS, "--pkgs", "mixed", "package", "--force", "--output", "out.tgz"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
     tasks = _tasks(work / "out.tgz")
     assert tasks["mixed.clean"]["secrets"] == set()
     assert tasks["mixed.train"]["secrets"] == {"harbor-pull"}

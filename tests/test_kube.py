@@ -12,6 +12,7 @@ import stat
 import kubernetes_validate
 import pytest
 import yaml
+from helpers import prepend_path, write_docker_config, write_fake_helper
 
 from flyte_private_registry import (
     DEFAULT_DOMAINS,
@@ -20,6 +21,7 @@ from flyte_private_registry import (
     cluster_objects,
     flyte_namespaces,
 )
+from flyte_private_registry._kube import source_kind
 
 K8S_VERSIONS = ("1.28.0", "1.33.0")
 HARBOR = "harbor.example.com/ml"
@@ -94,6 +96,63 @@ def test_read_only_credential_is_preferred(monkeypatch, canary_password):
     text = objects.yaml()
     assert canary_password not in text
     assert base64.b64encode(canary_password.encode()).decode() not in text
+
+
+def test_credential_sources_annotation_names_kinds_not_local_paths(
+    monkeypatch, user_docker_config, tmp_path, canary_password
+):
+    """Anyone who may read the Secret sees its annotations: no path or user of the rendering machine."""
+    write_docker_config(
+        user_docker_config,
+        {
+            "auths": {"harbor.example.com": {"auth": base64.b64encode(b"alice:pw").decode()}},
+            "credHelpers": {"quay.io": "fpr-test"},
+        },
+    )
+    write_fake_helper(tmp_path / "bin", "fpr-test", {"quay.io": ("alice-laptop", canary_password)})
+    prepend_path(monkeypatch, tmp_path / "bin")
+    monkeypatch.setenv("HUB_TOKEN", "hub-pw")
+    registries = [
+        PrivateRegistry(HARBOR, pull_secret="from-config"),
+        PrivateRegistry("quay.io/acme", pull_secret="from-helper"),
+        PrivateRegistry("docker.io/acme", username="acme", password_env="HUB_TOKEN", pull_secret="from-env"),
+        PrivateRegistry("ghcr.io/acme", pull_username="bot", pull_password="pat", pull_secret="explicit"),
+    ]
+    objects = cluster_objects(registries, namespaces=["team"])
+    sources = {
+        s["metadata"]["name"]: s["metadata"]["annotations"]["flyte-private-registry/credential-sources"]
+        for s in objects.manifests
+    }
+    assert sources == {
+        "from-config": "docker config",
+        "from-helper": "credential helper docker-credential-fpr-test",
+        "from-env": "env HUB_TOKEN",
+        "explicit": "explicit",
+    }
+    annotations = json.dumps([s["metadata"]["annotations"] for s in objects.manifests])
+    for local in (str(tmp_path), str(user_docker_config), "config.json", "alice", "credHelpers", "auths["):
+        assert local not in annotations
+    assert str(tmp_path) not in objects.yaml()
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("docker config /home/alice/.docker/config.json auths['harbor.example.com']", "docker config"),
+        ("credential store docker-credential-desktop (credsStore)", "credential store docker-credential-desktop"),
+        ("env HARBOR_USER/HARBOR_TOKEN", "env HARBOR_USER/HARBOR_TOKEN"),
+        ("env GHCR_TOKEN (GHCR_USERNAME/GITHUB_ACTOR)", "env GHCR_TOKEN"),
+        ("explicit username/password", "explicit"),
+        (
+            "AWS ECR GetAuthorizationToken (boto3 default credential chain, profile alice-admin): env credentials",
+            "AWS ECR GetAuthorizationToken",
+        ),
+        ("az acr login --expose-token (user 00000000-0000-0000-0000-000000000000)", "az acr login --expose-token"),
+        ("vault /home/alice/vault.json ~alice alice@example.com", "vault"),
+    ],
+)
+def test_source_kind(source, kind):
+    assert source_kind(source) == kind
 
 
 def test_refresh_tokens_cannot_become_a_pull_secret(user_docker_config):

@@ -4,9 +4,13 @@ The ECR provider is written elsewhere; the pull side relies only on ``provider.k
 ``provider.short_lived`` and the ``account_id``/``region`` fields, which this stand-in has.
 """
 
+import base64
+import json
 import os
+import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import ClassVar
 
 import kubernetes_validate
@@ -21,6 +25,7 @@ from flyte_private_registry import (
     PrivateRegistry,
     cluster_objects,
 )
+from flyte_private_registry._refresher import short_lived_reason
 from flyte_private_registry.credentials import Credential
 from flyte_private_registry.providers import Provider
 
@@ -88,6 +93,48 @@ def test_expiring_or_ci_credentials_on_a_long_lived_provider(monkeypatch):
     assert "pull_username= and pull_password_env=" in str(info.value)
 
 
+def test_a_read_only_token_named_like_a_job_token_is_not_one(monkeypatch):
+    """Job tokens are recognised by whole variable names: GITHUB_TOKEN_READONLY is somebody's PAT."""
+    monkeypatch.setenv("GITHUB_TOKEN_READONLY", "read-only-pat")
+    reg = PrivateRegistry(
+        "ghcr.io/acme", pull_username="acme-bot", pull_password_env="GITHUB_TOKEN_READONLY", pull_secret="ghcr-pull"
+    )
+    (secret,) = reg.cluster_objects(namespaces=["team"]).manifests
+    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    assert auths["ghcr.io"]["username"] == "acme-bot" and auths["ghcr.io"]["password"] == "read-only-pat"
+    # the same variable as the push credential is no job token either
+    monkeypatch.setenv("MY_GITHUB_TOKEN", "pat")
+    for variable in ("GITHUB_TOKEN_READONLY", "MY_GITHUB_TOKEN"):
+        push = PrivateRegistry("harbor.example.com/ml", username="alice", password_env=variable)
+        assert len(push.cluster_objects(namespaces=["team"]).manifests) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "job_token"),
+    [
+        ("env GITHUB_TOKEN", True),
+        ("env GITHUB_ACTOR/GITHUB_TOKEN", True),
+        ("env CI_REGISTRY_USER/CI_REGISTRY_PASSWORD", True),
+        ("GitLab CI env CI_JOB_TOKEN (user gitlab-ci-token)", True),
+        ("env GITHUB_TOKEN_READONLY", False),
+        ("env MY_GITHUB_TOKEN", False),
+        ("env CI_JOB_TOKEN2", False),
+        ("env XCI_JOB_TOKEN", False),
+    ],
+)
+def test_job_tokens_are_whole_variable_names(source, job_token):
+    reg = PrivateRegistry("harbor.example.com/ml")
+    credential = Credential("user", SecretStr("x"), source)
+    assert (short_lived_reason(reg, credential) is not None) == job_token
+
+
+def test_an_explicit_pull_credential_is_never_taken_for_a_job_token(monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "a-pat-someone-exported-under-that-name")
+    reg = PrivateRegistry("ghcr.io/acme", pull_username="acme-bot", pull_password_env="GITHUB_TOKEN")
+    assert short_lived_reason(reg, reg.resolve_pull().require()) is None
+    assert len(reg.cluster_objects(namespaces=["team"]).manifests) == 1
+
+
 @pytest.mark.parametrize("version", ["1.28.0", "1.33.0"])
 def test_cronjob_refresher_validates(ecr, version):
     refresher = CronJobRefresher(role_arn="arn:aws:iam::123456789012:role/ecr-pull-refresher")
@@ -109,7 +156,8 @@ def test_cronjob_refresher_validates(ecr, version):
         kubernetes_validate.validate(document, version, strict=True)
     account = documents[0]
     assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": refresher.role_arn}
-    role = documents[1]
+    role = documents[1]  # what `kubectl apply --server-side` needs: create, and get/patch/update the one Secret
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in role["rules"]
     assert {
         "apiGroups": [""],
         "resources": ["secrets"],
@@ -130,42 +178,84 @@ def test_cronjob_runs_well_inside_the_token_lifetime(ecr):
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
 
 
-def test_cronjob_scripts_mint_and_apply_for_every_namespace(ecr, tmp_path):
-    """Run the two container scripts with stand-in ``aws`` and ``kubectl`` executables (argv recorded)."""
+def test_cronjob_renders_and_applies_without_the_token_in_any_command_line(ecr, tmp_path):
+    """Run both containers with every program they may call wrapped to record its argv.
+
+    PATH holds only the wrappers (``aws`` and ``kubectl`` stand-ins, the real ``base64``/``tr``/...
+    behind recorders), so any program the script runs is recorded; none may see the token.
+    """
     (cronjob,) = [
         d.manifest for d in ecr.cluster_objects(namespaces=NAMESPACES, refresher=CronJobRefresher()).documents
         if d.kind == "CronJob"
     ]  # fmt: skip
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    bin_dir, token_dir, log = tmp_path / "bin", tmp_path / "token", tmp_path / "calls.log"
+    (volume,) = pod["volumes"]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    (render,), (apply,) = pod["initContainers"], pod["containers"]
+    assert render["image"].startswith("public.ecr.aws/aws-cli/aws-cli:")
+    assert apply["image"] == "registry.k8s.io/kubectl:v1.31.0"
+    assert apply["command"][0] == "kubectl" and "env" not in apply  # no shell: a distroless image works
+    for container in (render, apply):
+        assert [m["name"] for m in container["volumeMounts"]] == [volume["name"]]
+
+    # a token as ECR's are: long base64 (with + / =) that the CLI prints with a newline
+    token = base64.b64encode(os.urandom(1500) + b"\xfb\xff").decode()
+    bin_dir, work, log = tmp_path / "bin", tmp_path / "work", tmp_path / "argv.log"
     bin_dir.mkdir()
-    token_dir.mkdir()
-    shims = {
-        "aws": "printf minted-token",
-        "kubectl": f'case "$1" in create) echo "kind: Secret" ;; label) cat ;; apply) cat >> {log} ;; esac',
+    work.mkdir()
+    (tmp_path / "token").write_text(token + "\n")
+    record = f'for a in "$0" "$@"; do printf "%s\\0" "$a"; done >> {log}; printf "\\n" >> {log}'
+    stand_ins = {
+        "aws": f"cat {tmp_path / 'token'}",
+        "kubectl": 'for a in "$@"; do case "$a" in --filename=*) dir="${a#--filename=}" ;; esac; done\n'
+        f'ls "$dir" > {tmp_path / "applied"}',
     }
-    for tool, body in shims.items():
-        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n{body}\n')
+    for tool in ("base64", "tr", "cat", "rm", "ls"):
+        stand_ins[tool] = f'exec {shutil.which(tool)} "$@"'
+    for tool, body in stand_ins.items():
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{record}\n{body}\n")
         (bin_dir / tool).chmod(0o755)
 
-    def run(container):
-        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", **{e["name"]: e["value"] for e in container["env"]}}
-        script = container["command"][2].replace("/token/", f"{token_dir}/")
-        return subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=True)
+    def run(command, env):
+        command = [part.replace("/work/", f"{work}/") for part in command]
+        done = subprocess.run(command, env={"PATH": str(bin_dir), **env}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert token not in done.stdout + done.stderr
+        return done
 
-    run(pod["initContainers"][0])
-    assert (token_dir / "password").read_text() == "minted-token"
-    output = run(pod["containers"][0]).stdout
-    assert output.splitlines() == [f"refreshed secret ecr-pull in namespace {ns}" for ns in NAMESPACES]
-    calls = log.read_text().splitlines()
-    assert calls[0] == "aws ecr get-login-password --region eu-west-1"
-    creates = [c for c in calls if c.startswith("kubectl create secret docker-registry")]
-    assert creates == [
-        f"kubectl create secret docker-registry ecr-pull --namespace {ns} --docker-server={ECR_HOST} "
-        "--docker-username=AWS --docker-password=minted-token --dry-run=client --output=yaml"
-        for ns in NAMESPACES
-    ]
-    assert sum("apply --server-side --force-conflicts --field-manager=flyte-private-registry" in c for c in calls) == 2
+    env = {e["name"]: e["value"] for e in render["env"]}
+    assert env.pop("WORK_DIR") == "/work"
+    rendered = run(render["command"], {**env, "WORK_DIR": str(work)})
+    assert rendered.stdout.splitlines() == [f"rendered secret ecr-pull for namespace {ns}" for ns in NAMESPACES]
+    assert sorted(os.listdir(work)) == [f"secret-{ns}.json" for ns in NAMESPACES]  # temporary files removed
+    auth = base64.b64encode(f"AWS:{token}".encode()).decode()
+    for ns in NAMESPACES:
+        secret = json.loads((work / f"secret-{ns}.json").read_text())
+        kubernetes_validate.validate(secret, "1.33.0", strict=True)
+        assert secret["metadata"] == {
+            "name": "ecr-pull",
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "flyte-private-registry"},
+        }
+        assert secret["type"] == "kubernetes.io/dockerconfigjson"
+        config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+        assert config == {"auths": {ECR_HOST: {"username": "AWS", "password": token, "auth": auth}}}
+
+    run(apply["command"], {})
+    assert (tmp_path / "applied").read_text().split() == [f"secret-{ns}.json" for ns in NAMESPACES]
+
+    calls = [line.rstrip("\0").split("\0") for line in log.read_text().splitlines()]
+    programs = [Path(call[0]).name for call in calls]
+    assert programs.count("aws") == 1 and programs.count("kubectl") == 1 and "base64" in programs
+    assert calls[programs.index("aws")][1:] == ["ecr", "get-login-password", "--region", "eu-west-1"]
+    assert calls[programs.index("kubectl")][1:] == [
+        "apply", "--server-side", "--force-conflicts", "--field-manager=flyte-private-registry",
+        f"--filename={work}/",
+    ]  # fmt: skip
+    for call in calls:
+        for argument in call:
+            assert token not in argument and auth not in argument and token[:40] not in argument
+    assert token not in render["command"][2]
 
 
 def test_external_secrets_refresher(ecr):
@@ -241,6 +331,6 @@ def test_an_explicit_long_lived_pull_credential_is_trusted():
         "europe-docker.pkg.dev/acme/ml", provider=GarLike(), pull_username="_json_key", pull_password='{"type": "x"}'
     )
     (secret,) = gar.cluster_objects(namespaces=["ml-development"]).manifests
-    assert secret["metadata"]["annotations"]["flyte-private-registry/credential-sources"] == "explicit pull credential"
+    assert secret["metadata"]["annotations"]["flyte-private-registry/credential-sources"] == "explicit"
     with pytest.raises(ConfigurationError, match="External Secrets generator"):
         PrivateRegistry("europe-docker.pkg.dev/acme/ml", provider=GarLike()).cluster_objects(namespaces=["ml"])

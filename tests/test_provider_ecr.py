@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import boto3
+import botocore.exceptions
 import pytest
 from flytekit.image_spec.image_spec import ImageBuildEngine
 from provider_rig import build_env, image_spec, serve_as, split_image  # noqa: F401 (build_env: a fixture)
+from pydantic import SecretStr
 from rig.moto_server import MOTO_ACCOUNT, MotoServer
 
 from flyte_private_registry import (
@@ -43,9 +45,12 @@ from flyte_private_registry import (
 from flyte_private_registry._reference import docker_config_key
 from flyte_private_registry.providers import EcrProvider, provider_for_host
 from flyte_private_registry.providers._ecr import (
+    _MEMORY,
     INSTALL_HINT,
     PUSH_ACTIONS,
     EcrKeychain,
+    _FileCache,
+    _Token,
     clear_token_cache,
     parse_ecr_host,
     token_cache_dir,
@@ -344,6 +349,51 @@ def test_nothing_in_the_cache_outlives_its_token(aws: MotoServer):
     clock.now = MOTO_EXPIRY + timedelta(seconds=1)
     PrivateRegistry.ecr(account_id=MOTO_ACCOUNT, region="eu-west-1", clock=clock).resolve()  # any write prunes
     assert list(token_cache_dir().glob("*.json")) == []
+
+
+def test_a_lookup_after_expiry_deletes_the_file_even_when_nothing_is_written(
+    aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+):
+    clock = Clock()
+    reg = PrivateRegistry.ecr(account_id=MOTO_ACCOUNT, region="us-east-1", clock=clock)
+    reg.resolve()
+    (entry,) = token_cache_dir().glob("*.json")
+    clear_token_cache()  # a new process: only the file remembers the token
+
+    def throttled(*args: object) -> None:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetAuthorizationToken"
+        )
+
+    monkeypatch.setattr(EcrKeychain, "_fetch", staticmethod(throttled))
+    clock.now = MOTO_EXPIRY - timedelta(minutes=30)  # due for a refresh, not yet expired: kept
+    assert reg.resolve().credential is None and entry.exists()
+    clock.now = MOTO_EXPIRY  # expired: the lookup deletes it, although the refetch fails
+    resolution = reg.resolve()
+    assert resolution.credential is None and "ThrottlingException" in reg.explain()
+    assert not entry.exists() and list(token_cache_dir().glob("*.json")) == []
+
+
+def test_lookups_prune_every_expired_entry_and_memory_forgets_expired_tokens():
+    files = _FileCache(token_cache_dir())
+    start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+    def token(hours: int) -> _Token:
+        return _Token("AWS", SecretStr(f"token-{hours}"), start + timedelta(hours=hours), start)
+
+    with files.locked():
+        files.write("short", token(1), {}, start)
+        files.write("long", token(12), {}, start)
+    later = start + timedelta(hours=2)
+    assert files.read("long", later) is not None and (files.directory / "short.json").exists()
+    assert files.lookup("long", later).password.get_secret_value() == "token-12"  # a hit that writes nothing
+    assert sorted(p.name for p in files.directory.glob("*.json")) == ["long.json"]
+    assert files.read("long", start + timedelta(hours=12)) is None  # read and found expired: deleted
+    assert list(files.directory.glob("*.json")) == []
+
+    _MEMORY["key"] = token(1)
+    assert EcrKeychain._cached("key", later, None) is None
+    assert "key" not in _MEMORY
 
 
 def test_token_cache_can_be_turned_off(aws: MotoServer):

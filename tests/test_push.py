@@ -253,3 +253,54 @@ def test_missing_base_image_in_private_registry_fails_before_build(
     with pytest.raises(Exception, match=r"base image .* is not in private registry"):
         ImageBuildEngine.build(_spec(target, base_image=token_registry.reference("base/nothing", "v0")))
     assert "docker build" not in capfd.readouterr().out
+
+
+def test_read_only_credentials_are_enough_when_the_image_exists(
+    docker_engine, busybox_image, token_registry, registry_users, ca, workdir, tmp_path, capfd
+):
+    """A CI job that only registers already-pushed images needs pull rights, not push rights."""
+    registry = PrivateRegistry(
+        f"{token_registry.host}/team", username="reader", password=registry_users.reader_password, ca_file=ca.ca_file
+    )
+    spec = _spec(registry)
+    docker_push(docker_engine, busybox_image, spec.image_name(), "alice", registry_users.alice_password, tmp_path / "s")
+    ImageBuildEngine.build(spec)
+    assert "Skip building" in capfd.readouterr().out
+    ImageBuildEngine.build.cache_clear()
+    with pytest.raises(AuthorizationError, match=r"granted only \['pull'\]"):
+        ImageBuildEngine.build(spec.force_push())  # rebuilding needs push: refused before any build
+
+
+def test_private_base_image_under_a_public_target_still_gets_credentials(
+    docker_engine, busybox_image, token_registry, registry_users, ca, workdir, tmp_path, monkeypatch
+):
+    """The target registry is not declared (no push check), but the base image's registry is."""
+    base = token_registry.reference("base/busybox", uuid.uuid4().hex[:8])
+    docker_push(docker_engine, busybox_image, base, "alice", registry_users.alice_password, tmp_path / "seed")
+    docker_engine.docker("rmi", base)
+    PrivateRegistry(
+        f"{token_registry.host}/base", username="reader", password=registry_users.reader_password, ca_file=ca.ca_file
+    )
+    monkeypatch.setenv("FLYTE_PUSH_IMAGE_SPEC", "false")  # the undeclared target is not pushed anywhere
+    recorder_env = {}
+
+    class _LocalOnly(ImageSpecBuilder):
+        def should_build(self, image_spec):
+            return True
+
+        def build_image(self, image_spec):
+            recorder_env["DOCKER_CONFIG"] = os.environ.get("DOCKER_CONFIG")
+            docker_engine.docker(
+                "pull",
+                image_spec.base_image,
+                env={"DOCKER_CONFIG": os.environ["DOCKER_CONFIG"], "PATH": os.environ["PATH"]},
+            )
+            return None
+
+    ImageBuildEngine.register("local-only", _LocalOnly(), priority=50)
+    try:
+        ImageBuildEngine.build(_spec("public.example.com/team", base_image=base))
+    finally:
+        del ImageBuildEngine._REGISTRY["local-only"]
+    assert recorder_env["DOCKER_CONFIG"] and "fpr-docker-" in recorder_env["DOCKER_CONFIG"]
+    assert docker_engine.image_digest(base) is not None

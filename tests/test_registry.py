@@ -30,6 +30,15 @@ def test_longest_declared_prefix_wins():
     assert lookup("harbor.example.com/ml/trainer:v1") is narrow
 
 
+def test_lookup_reads_prefixes_as_prefixes():
+    hub = PrivateRegistry("docker.io/acme", username="a", password="b")
+    ghcr = PrivateRegistry("ghcr.io/acme-corp", username="a", password="b")
+    assert lookup("docker.io/acme") is hub  # not library/acme
+    assert lookup("docker.io/acme/app:v1") is hub
+    assert lookup("ghcr.io/Acme-Corp") is ghcr  # as ImageSpec lower-cases it
+    assert lookup("busybox") is None
+
+
 def test_redeclaring_a_prefix_replaces_it():
     PrivateRegistry("harbor.example.com/ml", username="a", password="b")
     second = PrivateRegistry("harbor.example.com/ml", username="c", password="d")
@@ -40,7 +49,10 @@ def test_redeclaring_a_prefix_replaces_it():
     ("kwargs", "needle"),
     [
         ({"password": "x"}, "without username= or username_env="),
-        ({"username_env": "U"}, "needs password_env="),
+        ({"username_env": "U"}, "username_env= needs password= or password_env="),
+        ({"username": "alice"}, "username= needs password= or password_env="),
+        ({"pull_username": "reader"}, r"needs both pull_username= and pull_password\(_env\)="),
+        ({"pull_password_env": "P"}, r"needs both pull_username= and pull_password\(_env\)="),
         ({"username": "a", "password": "b", "password_env": "P"}, "not both"),
         ({"username_env": "1BAD", "password_env": "P"}, "is not an environment variable name"),
         ({"pull_secret": "Harbor_Pull"}, "is not a Kubernetes object name"),
@@ -50,6 +62,20 @@ def test_redeclaring_a_prefix_replaces_it():
 def test_bad_declarations_fail_with_the_fix(kwargs, needle):
     with pytest.raises(ConfigurationError, match=needle):
         PrivateRegistry("harbor.example.com/ml", **kwargs)
+
+
+def test_every_accepted_combination_of_user_and_password_is_used(monkeypatch):
+    monkeypatch.setenv("H_USER", "env-user")
+    monkeypatch.setenv("H_PASSWORD", "env-password")
+    cases = [
+        ({"username": "lit", "password": "p"}, ("lit", "p")),
+        ({"username": "lit", "password_env": "H_PASSWORD"}, ("lit", "env-password")),
+        ({"username_env": "H_USER", "password": "p"}, ("env-user", "p")),
+        ({"username_env": "H_USER", "password_env": "H_PASSWORD"}, ("env-user", "env-password")),
+    ]
+    for kwargs, (user, password) in cases:
+        cred = PrivateRegistry("harbor.example.com/ml", **kwargs).resolve().credential
+        assert (cred.username, cred.password.get_secret_value()) == (user, password), kwargs
 
 
 def test_malformed_prefix_is_a_value_error_naming_the_forms():
@@ -120,6 +146,11 @@ def test_env_var_declares_registries(monkeypatch):
         ('[[registry]]\nprefix = "h.example.com"\nprovider = "nope"\n', "unknown provider 'nope'"),
         ('[[registry]]\nprefix = "https://h.example.com"\n', "#1: registry prefix"),
         ("[[registry]\n", "cannot read"),
+        ('[[registry]]\nprefix = "h.example.com"\ninsecure = "maybe"\n', "#1: 1 validation error"),
+        (
+            '[[registry]]\nprefix = "h.example.com"\nca_file = "missing-ca.pem"\n',
+            "missing-ca.pem for h.example.com does not exist",
+        ),
     ],
 )
 def test_bad_config_file_names_file_and_entry(tmp_path, monkeypatch, body, needle):
@@ -130,6 +161,16 @@ def test_bad_config_file_names_file_and_entry(tmp_path, monkeypatch, body, needl
     with pytest.raises(ConfigurationError) as info:
         CATALOG.registries()
     assert needle in str(info.value) and str(config) in str(info.value)
+
+
+def test_relative_ca_file_is_read_next_to_the_config_file(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "ca.pem").write_text("not parsed here")
+    (tmp_path / "conf" / "c.toml").write_text('[[registry]]\nprefix = "h.example.com"\nca_file = "ca.pem"\n')
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_CONFIG", str(tmp_path / "conf" / "c.toml"))
+    monkeypatch.chdir(tmp_path)
+    CATALOG.clear()
+    assert CATALOG.for_spec("h.example.com", "x").ca_file == tmp_path / "conf" / "ca.pem"
 
 
 def test_config_env_var_pointing_nowhere(monkeypatch):

@@ -331,3 +331,35 @@ def test_without_kubernetes_the_error_names_the_extra(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'flyte-private-registry[kubernetes]'" in result.stdout
+
+
+def test_every_kubernetes_feature_raises_the_same_missing_extra(tmp_path):
+    """One import guard: a task's PodTemplate, apply() and the pre-flight's cluster read say the same."""
+    result = _run(
+        tmp_path,
+        """
+        import sys
+        sys.modules["kubernetes"] = None  # as if it were not installed
+        from flyte_private_registry import MissingExtra, PrivateRegistry
+        from flyte_private_registry._preflight import KubernetesSecrets
+        reg = PrivateRegistry("harbor.example.com/ml", username="a", password="b")
+        objects = reg.cluster_objects(namespaces=["ns"])
+        messages = []
+        for attempt in (
+            lambda: reg.pod_template(),
+            lambda: objects.apply(),
+            lambda: objects.apply(api_client=object()),
+            lambda: KubernetesSecrets(),
+        ):
+            try:
+                attempt()
+            except MissingExtra as err:
+                messages.append(str(err))
+        assert len(messages) == 4, messages
+        assert len(set(messages)) == 1, messages
+        print(messages[0])
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'flyte-private-registry[kubernetes]'" in result.stdout
+    assert "also in the task image" in result.stdout

@@ -18,6 +18,8 @@ from .._errors import (
     ConfigurationError,
     CredentialsError,
     FlytePrivateRegistryError,
+    MissingExtra,
+    PreflightError,
     PushVerificationError,
     RegistryError,
 )
@@ -43,9 +45,11 @@ def emit_json(data: Any) -> None:
 
 
 def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, (ConfigurationError, ValueError)):
+    if isinstance(error, (ConfigurationError, ValueError, MissingExtra)):
         return EXIT_USAGE
-    if isinstance(error, (AuthenticationError, AuthorizationError, CredentialsError, PushVerificationError)):
+    if isinstance(
+        error, (AuthenticationError, AuthorizationError, CredentialsError, PushVerificationError, PreflightError)
+    ):
         return EXIT_FAILED
     if isinstance(error, RegistryError):
         return EXIT_UNREACHABLE if error.status is None or error.status >= 500 else EXIT_FAILED
@@ -62,8 +66,43 @@ def handle_errors(func: F) -> F:
         except (FlytePrivateRegistryError, ValueError) as error:
             err.print(f"[red]error:[/red] {escape(str(error))}")
             sys.exit(exit_code_for(error))
+        except OSError as error:  # a file the user named: unwritable, a symlink we refuse to follow, ...
+            detail = f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
+            err.print(f"[red]error:[/red] {escape(detail)}")
+            sys.exit(EXIT_USAGE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def import_declarations(target: str) -> None:
+    """Import a workflow file or module the way pyflyte would, so its ``PrivateRegistry(...)`` lines run."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(target)
+    try:
+        if target.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file {target}")
+            sys.path.insert(0, str(path.resolve().parent))
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, str(Path.cwd()))
+            importlib.import_module(target)
+    except Exception as error:  # the user's code: report it, do not crash with a traceback
+        raise click.UsageError(f"cannot import {target}: {type(error).__name__}: {error}") from None
+
+
+def not_declared_message(target: str) -> str:
+    return (
+        f"{target} lies under no declared registry. Declare it in flyte-private-registry.toml or "
+        "FLYTE_PRIVATE_REGISTRIES, or load the code that declares it: `flyte-private-registry -m workflows.py ...`"
+    )
 
 
 def mark(ok: bool | None) -> str:

@@ -10,7 +10,7 @@ import click
 from pydantic import SecretStr
 from rich.markup import escape
 
-from ._common import EXIT_FAILED, emit_json, err, handle_errors, json_option, out
+from ._common import EXIT_FAILED, EXIT_USAGE, emit_json, err, handle_errors, json_option, out
 
 _CONFIG_OPTION = click.option(
     "--docker-config",
@@ -91,9 +91,10 @@ def login(registry: str, username: str | None, password_stdin: bool, docker_conf
     declared credentials and route REGISTRY to this library's helper. Passwords never come from argv.
     """
     from .._check import check as run_check
+    from .._check import probe_repository
     from .._docker_routes import configure_docker as route
-    from .._docker_routes import store_login
-    from .._lookup import registry_for
+    from .._docker_routes import helper_hint, helper_location, store_login
+    from .._lookup import lookup, registry_for
 
     target = registry_for(registry)
     if username is None:
@@ -102,11 +103,26 @@ def login(registry: str, username: str | None, password_stdin: bool, docker_conf
             if step.ok is False:
                 err.print(f"[red]error:[/red] {escape(step.detail)}")
                 sys.exit(EXIT_FAILED)
+        source = target.resolve().source or ""
+        if source.startswith(("docker config", "credential helper", "credential store")):
+            out.print(
+                f"[green]Login verified[/green] for {escape(target.registry)}: docker already finds these "
+                f"credentials ({escape(source)}); no route needed."
+            )
+            return
+        if helper_location() is None:
+            err.print(f"[red]error:[/red] {helper_hint()}; not routing {target.host}")
+            sys.exit(EXIT_USAGE)
         change = route([target.host], config_dir=docker_config)
         out.print(
-            f"[green]Login verified[/green] for {escape(target.registry)}; docker routes {target.host} "
-            f"to flyte-private-registry in {change.config}"
+            f"[green]Login verified[/green] for {escape(target.registry)} ({escape(source)}); docker routes "
+            f"{target.host} to flyte-private-registry in {change.config}"
         )
+        if lookup(registry) is None:
+            err.print(
+                "[yellow]note:[/yellow] this registry is not declared in a config file or "
+                "FLYTE_PRIVATE_REGISTRIES, so the helper resolves it with the defaults for its host."
+            )
         return
     password = _read_password(password_stdin)
     from .._distribution import RegistryClient
@@ -121,7 +137,7 @@ def login(registry: str, username: str | None, password_stdin: bool, docker_conf
         actions=("pull", "push"),
         refusal_hint=target.provider.refusal_hint,
     ) as client:
-        client.login(target.reference.path or "flyte-private-registry-check")
+        client.login(probe_repository(target.reference))
     where = store_login(target.host, username, password, config_dir=docker_config)
     out.print(f"[green]Login succeeded[/green] for {escape(username)} at {target.host}; stored in {escape(where)}")
 
@@ -131,12 +147,15 @@ def login(registry: str, username: str | None, password_stdin: bool, docker_conf
 @_CONFIG_OPTION
 @handle_errors
 def logout(registry: str, docker_config: Path | None) -> None:
-    """Remove credentials `login --username` stored for REGISTRY."""
+    """Remove credentials `login --username` stored for REGISTRY, and any route `login` added."""
+    from .._docker_routes import configure_docker as route
     from .._docker_routes import remove_login
     from .._lookup import registry_for
 
     host = registry_for(registry).host
-    if remove_login(host, config_dir=docker_config):
+    if route([host], config_dir=docker_config, undo=True).removed:
+        out.print(f"removed the flyte-private-registry route for {host}")
+    elif remove_login(host, config_dir=docker_config):
         out.print(f"removed credentials for {host}")
     else:
-        out.print(f"no stored credentials for {host}")
+        out.print(f"no stored credentials or route for {host}")

@@ -14,7 +14,17 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, emit_json, handle_errors, json_option, mark, out
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    emit_json,
+    handle_errors,
+    json_option,
+    mark,
+    out,
+)
 
 
 @click.command()
@@ -36,38 +46,28 @@ def check(target: str, pull_only: bool, as_json: bool) -> None:
         )
         for step in report.steps:
             out.print(f"  {mark(step.ok)} {step.name}: {escape(step.detail)}")
-    unreachable = any(step.name == "reachable" and step.ok is False for step in report.steps)
-    sys.exit(EXIT_OK if report.ok else EXIT_UNREACHABLE if unreachable else EXIT_FAILED)
-
-
-def _resolution_dict(target: str) -> dict[str, Any]:
-    from .._lookup import lookup, registry_for
-
-    registry = registry_for(target)
-    resolution = registry.resolve(exhaustive=True)
-    return {
-        "target": target,
-        "registry": registry.registry,
-        "declared": lookup(target) is not None,
-        "provider": registry.provider.describe(),
-        "source": resolution.source,
-        "username": resolution.credential.username if resolution.credential else None,
-        "attempts": [{"source": a.source, "outcome": a.outcome, "detail": a.detail} for a in resolution.attempts],
-    }
+    codes = {None: EXIT_OK, "configuration": EXIT_USAGE, "reachable": EXIT_UNREACHABLE}
+    sys.exit(codes.get(report.failure, EXIT_FAILED))
 
 
 @click.command()
 @click.argument("target")
+@click.option("--pull", is_flag=True, help="Explain the credential the cluster's pull secret would get instead.")
 @json_option
 @handle_errors
-def explain(target: str, as_json: bool) -> None:
+def explain(target: str, pull: bool, as_json: bool) -> None:
     """Show which credential source answers for TARGET and why each other one did not."""
-    data = _resolution_dict(target)
+    from .._lookup import explain_data
+
+    data = explain_data(target, pull=pull)
+    data.pop("explanation")
     if as_json:
         emit_json(data)
         return
     declared = "declared" if data["declared"] else "not declared; defaults for its host"
-    out.print(f"[bold]{escape(data['registry'])}[/bold] ({declared}, provider {data['provider']})")
+    out.print(
+        f"[bold]{escape(data['registry'])}[/bold] ({declared}, provider {data['provider']}, for the {data['for']})"
+    )
     if data["source"]:
         out.print(f"  using [green]{escape(data['source'])}[/green] (user {data['username']!r})")
     else:

@@ -15,22 +15,43 @@ import click
 from rich.markup import escape
 
 from .._errors import ClusterError, MissingExtra
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, emit_json, err, handle_errors, json_option, mark, out
+from .._pull import DEFAULT_DOMAINS
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    emit_json,
+    err,
+    handle_errors,
+    json_option,
+    mark,
+    not_declared_message,
+    out,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_DOMAINS = ("development", "staging", "production")
 
 
 def _namespace_options(func: F) -> F:
     for option in reversed(
         (
-            click.option("-p", "--project", "projects", multiple=True,
-                         help="Flyte project; namespaces are <project>-<domain>. Repeatable."),
-            click.option("-d", "--domain", "domains", multiple=True,
-                         help="Flyte domain (default: development, staging, production). Repeatable."),
+            click.option(
+                "-p",
+                "--project",
+                "projects",
+                multiple=True,
+                help="Flyte project; namespaces are <project>-<domain>. Repeatable.",
+            ),
+            click.option(
+                "-d",
+                "--domain",
+                "domains",
+                multiple=True,
+                help="Flyte domain (default: development, staging, production). Repeatable.",
+            ),
             click.option("-n", "--namespace", "namespaces", multiple=True, help="Extra namespace. Repeatable."),
         )
-    ):  # fmt: skip
+    ):
         func = option(func)
     return func
 
@@ -39,29 +60,51 @@ def _object_options(func: F) -> F:
     for option in reversed(
         (
             click.argument("registries", nargs=-1),
-            click.option("--service-account", "service_accounts", multiple=True,
-                         help="Patch these ServiceAccounts (e.g. default) to list the Secret. Repeatable."),
-            click.option("--pod-template", help="Also a PodTemplate of this name for FlytePropeller's "
-                         "default-pod-template-name (prints the propeller config snippet)."),
-            click.option("--propeller-namespace", default="flyte", show_default=True,
-                         help="Namespace FlytePropeller reads the PodTemplate from."),
-            click.option("--refresher", type=click.Choice(["cronjob", "external-secrets"]),
-                         help="Short-lived tokens (ECR): objects that keep the Secret fresh, not a static one."),
+            click.option(
+                "--service-account",
+                "service_accounts",
+                multiple=True,
+                help="Patch these ServiceAccounts (e.g. default) to list the Secret. Repeatable.",
+            ),
+            click.option(
+                "--pod-template",
+                help="Also a PodTemplate of this name for FlytePropeller's "
+                "default-pod-template-name (prints the propeller config snippet).",
+            ),
+            click.option(
+                "--propeller-namespace",
+                default="flyte",
+                show_default=True,
+                help="Namespace FlytePropeller reads the PodTemplate from.",
+            ),
+            click.option(
+                "--refresher",
+                type=click.Choice(["cronjob", "external-secrets"]),
+                help="Short-lived tokens (ECR): objects that keep the Secret fresh, not a static one.",
+            ),
             click.option("--role-arn", help="IRSA role for the cronjob refresher's ServiceAccount."),
-            click.option("--allow-short-lived", is_flag=True,
-                         help="Emit a static Secret from a short-lived token anyway (it will expire)."),
+            click.option(
+                "--allow-short-lived",
+                is_flag=True,
+                help="Emit a static Secret from a short-lived token anyway (it will expire).",
+            ),
         )
-    ):  # fmt: skip
+    ):
         func = option(func)
     return _namespace_options(func)
 
 
 def _registries(names: tuple[str, ...]) -> list[Any]:
+    """Declared registries only: an undeclared one would get a made-up Secret name no task references."""
     from .._catalog import CATALOG
-    from .._lookup import registry_for
+    from .._lookup import lookup
 
     if names:
-        return [registry_for(name) for name in names]
+        found = [lookup(name) for name in names]
+        missing = [name for name, registry in zip(names, found, strict=True) if registry is None]
+        if missing:
+            raise click.UsageError(not_declared_message(", ".join(missing)))
+        return found
     declared = CATALOG.registries()
     if not declared:
         raise click.UsageError(
@@ -72,10 +115,17 @@ def _registries(names: tuple[str, ...]) -> list[Any]:
 
 
 def _build(
-    registries: tuple[str, ...], projects: tuple[str, ...], domains: tuple[str, ...], namespaces: tuple[str, ...],
-    service_accounts: tuple[str, ...], pod_template: str | None, propeller_namespace: str, refresher: str | None,
-    role_arn: str | None, allow_short_lived: bool,
-) -> Any:  # fmt: skip
+    registries: tuple[str, ...],
+    projects: tuple[str, ...],
+    domains: tuple[str, ...],
+    namespaces: tuple[str, ...],
+    service_accounts: tuple[str, ...],
+    pod_template: str | None,
+    propeller_namespace: str,
+    refresher: str | None,
+    role_arn: str | None,
+    allow_short_lived: bool,
+) -> Any:
     from .._kube import cluster_objects
     from .._refresher import CronJobRefresher, ExternalSecretsRefresher
 
@@ -164,7 +214,11 @@ def _secrets_from_file(path: Path) -> dict[str, list[dict[str, Any]]]:
     import yaml
 
     by_namespace: dict[str, list[dict[str, Any]]] = {}
-    for document in yaml.safe_load_all(path.read_text()):
+    try:
+        documents = list(yaml.safe_load_all(path.read_text()))
+    except yaml.YAMLError as error:
+        raise click.UsageError(f"--secrets-from {path} is not YAML: {str(error).splitlines()[0]}") from None
+    for document in documents:
         if isinstance(document, dict) and document.get("kind") == "Secret":
             namespace = (document.get("metadata") or {}).get("namespace", "default")
             by_namespace.setdefault(namespace, []).append(document)
@@ -182,14 +236,23 @@ def _secrets_from_file(path: Path) -> dict[str, list[dict[str, Any]]]:
 @json_option
 @handle_errors
 def preflight(
-    images: tuple[str, ...], projects: tuple[str, ...], domains: tuple[str, ...], namespaces: tuple[str, ...],
-    secrets_from: Path | None, as_json: bool,
-) -> None:  # fmt: skip
+    images: tuple[str, ...],
+    projects: tuple[str, ...],
+    domains: tuple[str, ...],
+    namespaces: tuple[str, ...],
+    secrets_from: Path | None,
+    as_json: bool,
+) -> None:
     """Can pods in each namespace pull IMAGES? Secret exists, right type, matching host entry, login, tag."""
     from .._preflight import preflight as run
 
     if not projects and not namespaces:
         raise click.UsageError("give at least one --namespace or --project")
+    from .._lookup import lookup
+
+    undeclared = [image for image in images if lookup(image) is None]
+    if undeclared:
+        raise click.UsageError(not_declared_message(", ".join(undeclared)))
     secrets = _secrets_from_file(secrets_from) if secrets_from else None
     try:
         report = run(
@@ -199,13 +262,28 @@ def preflight(
         err.print(f"[red]error:[/red] {escape(str(error))}")
         sys.exit(EXIT_UNREACHABLE if isinstance(error, ClusterError) else 2)
     if as_json:
-        emit_json({"ok": report.ok, "checks": [
-            {"namespace": c.namespace, "image": c.image, "secrets": list(c.secret_names), "status": c.status,
-             "detail": c.detail, "ok": c.ok} for c in report.checks]})  # fmt: skip
+        emit_json(
+            {
+                "ok": report.ok,
+                "checks": [
+                    {
+                        "namespace": c.namespace,
+                        "image": c.image,
+                        "secrets": list(c.secret_names),
+                        "status": c.status,
+                        "detail": c.detail,
+                        "ok": c.ok,
+                    }
+                    for c in report.checks
+                ],
+            }
+        )
     else:
         for check in report.checks:
-            out.print(f"{mark(check.ok)} {escape(check.namespace)} {escape(check.image)} "
-                      f"[{escape(check.status)}] {escape(check.detail)}")  # fmt: skip
+            out.print(
+                f"{mark(check.ok)} {escape(check.namespace)} {escape(check.image)} "
+                f"[{escape(check.status)}] {escape(check.detail)}"
+            )
         if not report.checks:
             out.print("[yellow]nothing to check: no image lies under a declared private registry[/yellow]")
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .._kube import write_private
 from ._services import DemoError, Engine, LocalRegistry, ensure_engine
 
 WORKFLOW_MODULE = "demo_workflow"
@@ -95,13 +96,13 @@ class Demo:
             self.ok(self.engine.description)
         with self.step("A local registry with authentication"):
             self.registry = LocalRegistry.start(self.engine, self.user, self.password)
-            anonymous = subprocess.run(
-                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{self.registry.host}/v2/"],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
+            import httpx
+
+            anonymous = httpx.get(f"http://{self.registry.host}/v2/", timeout=5).status_code
             self.ok(f"{self.registry.description} on {self.registry.host}, htpasswd user {self.user!r}")
-            if anonymous.stdout:
-                self.note(f"anonymous GET /v2/ answers HTTP {anonymous.stdout}: it really is private")
+            if anonymous != 401:
+                raise DemoError(f"the demo registry answers anonymous requests with HTTP {anonymous}, not 401")
+            self.note(f"anonymous GET /v2/ answers HTTP {anonymous}: it really is private")
 
     def push_base(self) -> str | None:
         """An imported busybox pushed as a private base image (so the task image can run)."""
@@ -235,11 +236,19 @@ def _struct_json(struct: object) -> str:
     return MessageToJson(struct)  # type: ignore[arg-type]
 
 
-def run(workdir: Path, *, builder: str = "offline", project: str = "flytesnacks", domain: str = "development",
-        keep: bool = False, console: Console | None = None) -> None:  # fmt: skip
+def run(
+    workdir: Path,
+    *,
+    builder: str = "offline",
+    project: str = "flytesnacks",
+    domain: str = "development",
+    keep: bool = False,
+    console: Console | None = None,
+) -> None:
     """Run the whole demo; raises :class:`DemoError` with what is missing or what went wrong."""
     console = console or Console(highlight=False)
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    workdir.chmod(0o700)  # also when it already existed: it will hold a file with credentials
     demo = Demo(console, workdir, builder, project, domain)
     try:
         demo.start_services()
@@ -253,9 +262,11 @@ def run(workdir: Path, *, builder: str = "offline", project: str = "flytesnacks"
             "pulled back with only the Secret."
         )
     finally:
-        if keep:
-            console.print(
-                f"[dim]--keep: registry and engine left running ({demo.prefix if demo.registry else '-'})[/dim]"
+        if keep and demo.registry is not None:
+            login = write_private(
+                workdir / "registry-login.txt",
+                f"registry {demo.prefix}\nuser {demo.user}\npassword {demo.password}\n",
             )
+            console.print(f"[dim]--keep: registry {demo.prefix} and engine left running; login in {login} (0600)[/dim]")
         else:
             demo.stop()

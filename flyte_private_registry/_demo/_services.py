@@ -171,11 +171,23 @@ class LocalRegistry:
         elif engine.docker("image", "inspect", "registry:2", check=False).returncode == 0:
             name = f"fpr-demo-registry-{port}"
             engine.docker(
-                "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:5000",
-                "-v", f"{workdir}:/auth:ro", "-e", "REGISTRY_AUTH=htpasswd",
-                "-e", "REGISTRY_AUTH_HTPASSWD_REALM=flyte-private-registry-demo",
-                "-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd", "registry:2",
-            )  # fmt: skip
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                name,
+                "-p",
+                f"127.0.0.1:{port}:5000",
+                "-v",
+                f"{workdir}:/auth:ro",
+                "-e",
+                "REGISTRY_AUTH=htpasswd",
+                "-e",
+                "REGISTRY_AUTH_HTPASSWD_REALM=flyte-private-registry-demo",
+                "-e",
+                "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd",
+                "registry:2",
+            )
             registry = cls(f"127.0.0.1:{port}", "registry:2 image", container=name, engine=engine, workdir=workdir)
         else:
             raise DemoError(

@@ -7,6 +7,8 @@ and the "why not" is kept so ``explain`` can show it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -16,6 +18,21 @@ from pydantic import SecretStr
 
 from .._errors import ConfigurationError, CredentialsError
 from .._reference import RegistryPrefix
+
+
+def encode_basic(username: str, password: str) -> str:
+    """base64 of ``user:password``: HTTP Basic's payload and docker's ``auth`` field."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def decode_basic(value: str) -> tuple[str, str] | None:
+    """The inverse of :func:`encode_basic`; ``None`` for anything else (strict base64, a ':' inside)."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
 
 
 @dataclass(frozen=True)

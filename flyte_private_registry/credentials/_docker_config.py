@@ -7,8 +7,6 @@ describe what docker would really do.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 from pathlib import Path
@@ -23,11 +21,12 @@ from .._reference import (
     is_docker_hub,
     server_to_host,
 )
-from ._base import Credential, Miss
+from ..helper import HELPER_NAME
+from ._base import Credential, Miss, decode_basic
 from ._helper_client import run_helper_get
 
 #: Our own helper; a route to it in the user's config must not be followed back to ourselves.
-OWN_HELPER = "flyte-private-registry"
+OWN_HELPER = HELPER_NAME
 
 
 def user_config_dir() -> Path:
@@ -84,10 +83,10 @@ class DockerConfigKeychain:
 
         helpers = config.get("credHelpers") or {}
         found = _matching(helpers, host)
-        if found:
+        # A route to this library (configure-docker) is skipped, not followed: what docker would
+        # find without it (credsStore, auths) is what the library itself can use.
+        if found and found[1] != OWN_HELPER:
             key, helper = found
-            if helper == OWN_HELPER:
-                return Miss(self.name, f"credHelpers routes {key} to this library itself")
             return run_helper_get(helper, key, source=f"credential helper docker-credential-{helper} (credHelpers)")
 
         store = config.get("credsStore")
@@ -117,13 +116,10 @@ def _from_auths_entry(entry: Any, *, source: str) -> Credential | Miss:
         return Credential("<token>", SecretStr(entry["identitytoken"]), source=source, identity_token=True)
     username, password = entry.get("username"), entry.get("password")
     if entry.get("auth"):
-        try:
-            decoded = base64.b64decode(entry["auth"], validate=False).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        decoded = decode_basic(entry["auth"])
+        if decoded is None:
             return Miss(source, "'auth' is not base64 of user:password")
-        username, sep, password = decoded.partition(":")
-        if not sep:
-            return Miss(source, "'auth' decodes to something without a ':' separator")
+        username, password = decoded
     if not username or not password:
         return Miss(source, "entry has no username and password")
     return Credential(username=username, password=SecretStr(password), source=source)

@@ -8,10 +8,9 @@ import subprocess
 
 from pydantic import SecretStr
 
+from ..helper import HELPER_PREFIX, NOT_FOUND
 from ._base import Credential, Miss
 
-HELPER_PREFIX = "docker-credential-"
-NOT_FOUND = "credentials not found in native keychain"
 _TIMEOUT_SECONDS = 30.0
 
 
@@ -28,11 +27,11 @@ def run_helper_get(helper: str, server: str, *, source: str) -> Credential | Mis
     except subprocess.TimeoutExpired:
         return Miss(source, f"{program} get did not answer within {_TIMEOUT_SECONDS:.0f}s")
     if done.returncode != 0:
-        said = (done.stdout.strip() or done.stderr.strip()).splitlines()
-        first = said[0][:200] if said else f"exit status {done.returncode}"
-        if NOT_FOUND in first.lower():
+        if NOT_FOUND in done.stdout.lower() or NOT_FOUND in done.stderr.lower():
             return Miss(source, f"{program} has no entry for {server}")
-        # A failing helper prints its own error, never the secret it failed to produce.
+        # Quote the helper's error line, never something that looks like a credential payload.
+        lines = [line for line in (done.stderr.strip() or done.stdout.strip()).splitlines() if "{" not in line]
+        first = lines[0][:200] if lines else f"exit status {done.returncode}"
         return Miss(source, f"{program} get failed: {first}")
     try:
         payload = json.loads(done.stdout)

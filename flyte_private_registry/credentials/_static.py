@@ -32,25 +32,31 @@ class StaticKeychain:
 class EnvKeychain:
     """Username and password read from env vars at resolve time (so CI can set them late).
 
-    ``username`` may be a literal instead of a variable name (``username_literal``), for tokens
-    whose user is fixed (``oauth2accesstoken``, ``AWS``) or given explicitly next to an env password.
+    Either side may be a literal instead of a variable name: ``username_literal`` for tokens whose
+    user is fixed (``oauth2accesstoken``, ``AWS``), ``password_literal`` for an explicit password
+    next to a username from the environment.
     """
 
     def __init__(
         self,
         *,
-        password_env: str,
+        password_env: str | None = None,
         username_env: str | None = None,
         username_literal: str | None = None,
+        password_literal: SecretStr | None = None,
         strict: bool = True,
         label: str | None = None,
     ) -> None:
+        if (password_env is None) == (password_literal is None):
+            raise ValueError("EnvKeychain needs exactly one of password_env= and password_literal=")
         self.password_env = password_env
+        self.password_literal = password_literal
         self.username_env = username_env
         self.username_literal = username_literal
         self.strict = strict
         parts = [v for v in (username_env, password_env) if v]
-        self._name = label or f"env {'/'.join(parts)}"
+        explicit = " + explicit password" if password_literal is not None else ""
+        self._name = label or f"env {'/'.join(parts)}{explicit}"
 
     @property
     def name(self) -> str:
@@ -70,9 +76,14 @@ class EnvKeychain:
             username = self._read(self.username_env, resource, "username") or None
             if username is None:
                 return Miss(self.name, f"{self.username_env} is not set")
-        password = self._read(self.password_env, resource, "password")
-        if password is None:
-            return Miss(self.name, f"{self.password_env} is not set")
+        if self.password_literal is not None:
+            secret = self.password_literal
+        else:
+            assert self.password_env is not None
+            password = self._read(self.password_env, resource, "password")
+            if password is None:
+                return Miss(self.name, f"{self.password_env} is not set")
+            secret = SecretStr(password)
         if username is None:
-            return Miss(self.name, f"{self.password_env} is set but no username is known for it")
-        return Credential(username=username, password=SecretStr(password), source=self.name)
+            return Miss(self.name, f"{self.password_env or 'the password'} is set but no username is known for it")
+        return Credential(username=username, password=secret, source=self.name)

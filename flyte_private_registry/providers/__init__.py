@@ -1,7 +1,8 @@
 """Provider knowledge: which kind of registry a host is, and what that kind needs.
 
 One module per provider (host forms plus its credential sources); none imports a cloud SDK
-until a credential is asked for, so ``import flytekit`` stays cheap.
+until a credential is asked for, so declaring a registry stays cheap. (The plugin loaded by
+``import flytekit`` imports none of this.)
 """
 
 from __future__ import annotations

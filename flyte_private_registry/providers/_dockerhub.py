@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, ClassVar
 
 from .._errors import ConfigurationError
-from .._reference import DOCKER_HUB, is_docker_hub
+from .._reference import DOCKER_HUB, DOCKER_HUB_API_HOST, is_docker_hub
 from ._base import Provider
 from ._env import ConventionKeychain
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 #: Docker Hub's namespace for official images; nobody outside Docker can push there.
 OFFICIAL_NAMESPACE = "library"
+_SERVER_NAMES = frozenset({DOCKER_HUB_API_HOST, "registry.hub.docker.com"})
 _NAMESPACE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
@@ -58,7 +59,8 @@ class DockerHubProvider(Provider):
 
     @classmethod
     def from_host(cls, host: str) -> DockerHubProvider | None:
-        return cls() if is_docker_hub(host) else None
+        # Docker Hub's other server names take the same credentials, though docker keys them apart.
+        return cls() if is_docker_hub(host) or host.lower() in _SERVER_NAMES else None
 
     def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
         return [ConventionKeychain(token_env="DOCKERHUB_TOKEN", username_envs=("DOCKERHUB_USERNAME",))]

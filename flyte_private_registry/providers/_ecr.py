@@ -4,8 +4,10 @@ Why a cache file: every ``pyflyte`` run is a new process and docker may run our 
 push; asking ``GetAuthorizationToken`` each time is slow and throttled. Like
 docker-credential-ecr-login we keep the 12-hour token in a 0600 file until shortly before it
 expires, keyed by AWS identity, registry, region and endpoint. The file holds the token and its
-expiry only (never AWS credentials) and expired entries are deleted. boto3 is imported lazily:
-importing this module (which ``import flytekit`` does) costs nothing.
+expiry only (never AWS credentials), and an expired entry is deleted by the next lookup or write
+(by any process). boto3 is imported lazily, when a token is needed. ``import flytekit`` does not
+load this module (its plugin entry point loads only ``_plugin``, ``_builder`` and
+``_docker_cli_builder``); providers are imported when a registry is declared.
 """
 
 from __future__ import annotations
@@ -247,7 +249,11 @@ def token_cache_dir() -> Path:
 
 
 class _FileCache:
-    """One 0600 JSON file per key in a 0700 directory; written atomically, expired files deleted."""
+    """One 0600 JSON file per key in a 0700 directory; written atomically.
+
+    Expired files are deleted whenever the cache is used: a lookup prunes them (and a file read
+    and found expired is deleted on the spot), and so does a write.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -285,7 +291,13 @@ class _FileCache:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def read(self, key: str) -> _Token | None:
+    def lookup(self, key: str, now: datetime) -> _Token | None:
+        """The stored token for ``key`` (``None`` if absent or expired), after deleting every expired entry."""
+        self.prune(now)
+        return self.read(key, now)
+
+    def read(self, key: str, now: datetime) -> _Token | None:
+        """The token stored for ``key``; one that has expired by ``now`` is deleted, not returned."""
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -296,11 +308,16 @@ class _FileCache:
             if info.st_uid != os.geteuid() or info.st_mode & 0o077:
                 return None  # not ours, or readable by others: do not trust it
             with os.fdopen(fd, encoding="utf-8", closefd=False) as handle:
-                return _Token.from_json(handle.read())
+                token = _Token.from_json(handle.read())
         except (OSError, ValueError, KeyError, TypeError):
             return None
         finally:
             os.close(fd)
+        if token.expires_at <= now:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        return token
 
     def write(self, key: str, token: _Token, key_fields: dict[str, str], now: datetime) -> None:
         if not self._usable_dir():
@@ -320,7 +337,9 @@ class _FileCache:
         self.prune(now)
 
     def prune(self, now: datetime) -> None:
-        """Delete entries whose token has expired: nothing in the cache outlives its token."""
+        """Delete entries whose token has expired (or that cannot be read): nothing outlives its token."""
+        if not self._usable_dir():
+            return
         for path in self.directory.glob("*.json"):
             try:
                 expired = _Token.from_json(path.read_text(encoding="utf-8")).expires_at <= now
@@ -454,10 +473,12 @@ class EcrKeychain:
     def _cached(key: str, now: datetime, files: _FileCache | None) -> _Token | None:
         with _LOCK:
             token = _MEMORY.get(key)
+            if token is not None and token.expires_at <= now:
+                del _MEMORY[key]  # not even this process keeps an expired token
         if token is not None and token.fresh(now):
             return token
         if files is not None:
-            token = files.read(key)
+            token = files.lookup(key, now)  # also deletes expired entries, even if no token is written after
             if token is not None and token.fresh(now):
                 with _LOCK:
                     _MEMORY[key] = token
