@@ -20,12 +20,43 @@ class RigError(RuntimeError):
 
 
 class Service:
-    """Stopped exactly once: by the test, by ``with``, or at interpreter exit as a safety net."""
+    """A child process started once and stopped exactly once: by the test, by ``with``, or at exit.
+
+    Subclasses set ``proc`` and ``log_path`` and implement ``_probe`` (``None`` when ready, else
+    what the last attempt saw) and ``_shutdown``.
+    """
 
     _stopped = False
+    proc: subprocess.Popen[bytes]
+    log_path: Path
 
-    def _stop_at_exit(self) -> None:
+    def _probe(self) -> str | None:
+        raise NotImplementedError
+
+    def _become_ready(self, what: str, timeout: float, interval: float = 0.1) -> None:
+        """Poll until ready; on failure stop what was started and raise with the log's tail."""
         atexit.register(self.stop)
+        try:
+            deadline = time.monotonic() + timeout
+            last = ""
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RigError(
+                        f"{what} exited with {self.proc.returncode} during startup.\n"
+                        f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
+                    )
+                seen = self._probe()
+                if seen is None:
+                    return
+                last = seen
+                time.sleep(interval)
+            raise RigError(
+                f"{what} not ready after {timeout:.0f}s (last: {last!r}).\n"
+                f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
+            )
+        except BaseException:
+            self.stop()
+            raise
 
     def _shutdown(self) -> None:
         raise NotImplementedError

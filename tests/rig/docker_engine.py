@@ -13,17 +13,14 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ._process import (
     MissingBinaryError,
-    RigError,
     Service,
     kill_pid,
-    log_tail,
     pid_alive,
     require_binary,
     terminate,
@@ -121,34 +118,17 @@ class DockerEngine(Service):
         with log_path.open("ab") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         engine = cls(workdir, runtime_dir, owns_runtime_dir, proc, cli)
-        engine._stop_at_exit()
-        try:
-            engine._wait_ready(timeout)
-        except BaseException:
-            engine.stop()
-            raise
+        engine._become_ready(f"dockerd at {engine.host}", timeout)
         return engine
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Poll ``docker version`` until the daemon answers, or fail with the dockerd log tail."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RigError(
-                    f"dockerd exited with {self.proc.returncode} during startup.\n"
-                    f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
-                )
-            if self.socket_path.exists():
-                result = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
-                if result.returncode == 0 and result.stdout.strip():
-                    return
-                last = (result.stderr or result.stdout).strip()
-            time.sleep(0.1)
-        raise RigError(
-            f"dockerd at {self.host} not ready after {timeout:.0f}s (last docker error: {last!r}).\n"
-            f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
-        )
+    def _probe(self) -> str | None:
+        """``docker version`` answers once the daemon is up."""
+        if not self.socket_path.exists():
+            return "no socket yet"
+        result = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+        if result.returncode == 0 and result.stdout.strip():
+            return None
+        return (result.stderr or result.stdout).strip()
 
     def _shutdown(self) -> None:
         """Stop dockerd and everything it spawned (containers, containerd, shims).

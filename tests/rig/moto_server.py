@@ -16,13 +16,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 
-from ._process import RigError, Service, log_tail, terminate
+from ._process import Service, terminate
 from .ports import free_port
 
 #: ``X-Amz-Target`` prefix of ECR's JSON protocol; the operation name follows the dot.
@@ -79,35 +78,15 @@ class MotoServer(Service):
                 cwd=workdir,
             )
         server = cls(workdir, proc, host, port)
-        server._stop_at_exit()
-        try:
-            server._wait_ready(timeout)
-        except BaseException:
-            server.stop()
-            raise
+        server._become_ready(f"moto server at {server.url} (is moto[server] installed?)", timeout)
         return server
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RigError(
-                    f"moto server exited with {self.proc.returncode} during startup (is moto[server] installed?).\n"
-                    f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
-                )
-            try:
-                response = httpx.get(f"{self.url}/moto-api/data.json", timeout=2.0)
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise RigError(
-            f"moto server at {self.url} not ready after {timeout:.0f}s (last: {last}).\n"
-            f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
-        )
+    def _probe(self) -> str | None:
+        try:
+            response = httpx.get(f"{self.url}/moto-api/data.json", timeout=2.0)
+        except httpx.HTTPError as exc:
+            return repr(exc)
+        return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
     def _shutdown(self) -> None:
         """SIGTERM moto (SIGKILL after 10 s)."""

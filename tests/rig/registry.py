@@ -11,14 +11,13 @@ import json
 import secrets
 import ssl
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ._process import RigError, Service, log_tail, require_binary, terminate
+from ._process import RigError, Service, require_binary, terminate
 from .ports import free_port
 from .tls import CertificateAuthority
 from .token_server import TokenServer
@@ -201,17 +200,12 @@ class Registry(Service):
             users=users,
             token_server=token_server,
         )
-        registry._stop_at_exit()
-        try:
-            registry._wait_ready(timeout=15)
-        except BaseException:
-            registry.stop()
-            raise
+        registry._become_ready(f"docker-registry at {registry.bind_url}", timeout=15, interval=0.05)
         return registry
 
     # ------------------------------------------------------------------ lifecycle
-    def _wait_ready(self, timeout: float) -> None:
-        """Poll ``GET /v2/`` on the bind address until it answers 200 or 401.
+    def _probe(self) -> str | None:
+        """``GET /v2/`` on the bind address answers 200 or 401 once the registry is up.
 
         TLS is verified against our CA here, so a bad certificate fails at start, not mid-test.
         """
@@ -219,27 +213,11 @@ class Registry(Service):
         if self.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(self.ca_file))
             verify.check_hostname = False  # we connect by bind IP; the cert may name a hostname
-        deadline = time.monotonic() + timeout
-        last = ""
-        with httpx.Client(verify=verify, timeout=2.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RigError(
-                        f"docker-registry exited with {self.proc.returncode} during startup.\n"
-                        f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
-                    )
-                try:
-                    response = client.get(f"{self.bind_url}/v2/")
-                    if response.status_code in (200, 401):
-                        return
-                    last = f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    last = repr(exc)
-                time.sleep(0.05)
-        raise RigError(
-            f"registry at {self.bind_url} not ready after {timeout:.0f}s (last: {last}).\n"
-            f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}"
-        )
+        try:
+            response = httpx.get(f"{self.bind_url}/v2/", verify=verify, timeout=2.0, trust_env=False)
+        except httpx.HTTPError as exc:
+            return repr(exc)
+        return None if response.status_code in (200, 401) else f"HTTP {response.status_code}"
 
     def _shutdown(self) -> None:
         """SIGTERM the registry (SIGKILL after 10 s)."""
