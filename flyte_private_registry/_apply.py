@@ -15,7 +15,8 @@ import base64
 import copy
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,14 +45,30 @@ class Applied:
         return f"{self.kind} {where}{self.name}: {self.action}"
 
 
+@contextmanager
+def reaching_cluster(what: str) -> Iterator[None]:
+    """No kubeconfig, or an API server that does not answer, becomes a ``ClusterError`` saying so."""
+    kubernetes = import_kubernetes()
+    import urllib3
+
+    try:
+        yield
+    except kubernetes.config.ConfigException as err:
+        raise ClusterError(f"cannot {what}: no usable cluster configuration ({err})") from None
+    except urllib3.exceptions.HTTPError as err:
+        reason = getattr(err, "reason", None) or err
+        raise ClusterError(f"cannot {what}: the API server did not answer ({type(reason).__name__})") from None
+
+
 def default_api_client() -> Any:
     """In a pod: the service account; elsewhere: the current kubeconfig context."""
     kubernetes = import_kubernetes()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-        return kubernetes.client.ApiClient(configuration)
-    return kubernetes.config.new_client_from_config()
+    with reaching_cluster("load the Kubernetes configuration"):
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = kubernetes.client.Configuration()
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+            return kubernetes.client.ApiClient(configuration)
+        return kubernetes.config.new_client_from_config()
 
 
 @dataclass(frozen=True)
@@ -278,4 +295,5 @@ def _apply_one(api_client: Any, document: Document, create_namespaces: bool) -> 
 def apply(documents: Sequence[Document], api_client: Any = None, *, create_namespaces: bool = False) -> list[Applied]:
     """Apply ``documents`` in order (Secrets before the accounts and templates that name them)."""
     api_client = api_client if api_client is not None else default_api_client()
-    return [_apply_one(api_client, document, create_namespaces) for document in documents]
+    with reaching_cluster("apply the pull-side objects"):
+        return [_apply_one(api_client, document, create_namespaces) for document in documents]

@@ -73,8 +73,11 @@ class KubernetesSecrets:
         self._api = self._client.CoreV1Api(api_client if api_client is not None else default_api_client())
 
     def get(self, namespace: str, name: str) -> Any:
+        from ._apply import reaching_cluster
+
         try:
-            return self._api.read_namespaced_secret(name, namespace)
+            with reaching_cluster(f"read Secret {namespace}/{name}"):
+                return self._api.read_namespaced_secret(name, namespace)
         except self._client.ApiException as err:
             if err.status == 404:
                 return None

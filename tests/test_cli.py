@@ -375,3 +375,30 @@ def test_file_errors_are_one_line_not_a_traceback(monkeypatch, tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [unclosed\n")
     bad = _run("preflight", "harbor.example.com/ml/x:v1", "-n", "p-dev", "--secrets-from", str(tmp_path / "bad.yaml"))
     assert bad.exit_code == 2 and "is not YAML" in bad.output
+
+
+def test_unreachable_cluster_is_exit_3_not_a_traceback(monkeypatch, tmp_path):
+    from rig import free_port
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{free_port()}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
+    env = {
+        **__import__("os").environ,
+        "KUBECONFIG": str(kubeconfig),
+        "H_TOKEN": "x",
+        "FLYTE_PRIVATE_REGISTRIES": json.dumps(
+            [{"prefix": "harbor.example.com/ml", "username": "u", "password_env": "H_TOKEN"}]
+        ),
+    }
+    applied = subprocess.run([CLI, "secret", "apply", "-p", "p", "-d", "dev"], env=env, capture_output=True, text=True)
+    assert applied.returncode == 3 and "the API server did not answer" in applied.stderr
+    assert "Traceback" not in applied.stderr
+    checked = subprocess.run(
+        [CLI, "preflight", "harbor.example.com/ml/app:v1", "-n", "p-dev"], env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 3 and "Traceback" not in checked.stderr

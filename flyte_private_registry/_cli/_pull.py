@@ -14,12 +14,10 @@ from typing import Any, TypeVar
 import click
 from rich.markup import escape
 
-from .._errors import ClusterError, MissingExtra
 from .._pull import DEFAULT_DOMAINS
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_UNREACHABLE,
     emit_json,
     err,
     handle_errors,
@@ -153,9 +151,14 @@ def _summary(objects: Any) -> None:
     for document in objects.documents:
         where = f"{document.namespace}/" if document.namespace else ""
         err.print(f"  {document.kind} {escape(where + document.name)}")
+    _print_propeller_config(objects)
+
+
+def _print_propeller_config(objects: Any) -> None:
+    """The snippet FlytePropeller needs for a default PodTemplate (stderr: stdout may carry YAML)."""
     if objects.propeller_config:
         err.print("FlytePropeller configuration (configmap flyte-propeller-config, k8s plugin):")
-        err.print(escape(objects.propeller_config), markup=False)
+        err.print(objects.propeller_config, markup=False)
 
 
 @click.group()
@@ -195,19 +198,13 @@ def render(output: Path | None, to_stdout: bool, **options: Any) -> None:
 def apply(create_namespaces: bool, as_json: bool, **options: Any) -> None:
     """Create or update the objects in the current kubeconfig context (idempotent; needs the kubernetes extra)."""
     objects = _build(**options)
-    try:
-        results = objects.apply(create_namespaces=create_namespaces)
-    except (ClusterError, MissingExtra) as error:
-        err.print(f"[red]error:[/red] {escape(str(error))}")
-        sys.exit(EXIT_UNREACHABLE if isinstance(error, ClusterError) else 2)
+    results = objects.apply(create_namespaces=create_namespaces)  # ClusterError -> exit 3 via handle_errors
     if as_json:
         emit_json([{"kind": r.kind, "namespace": r.namespace, "name": r.name, "action": r.action} for r in results])
         return
     for result in results:
         out.print(f"  {escape(str(result))}")
-    if objects.propeller_config:
-        err.print("FlytePropeller configuration (configmap flyte-propeller-config, k8s plugin):")
-        err.print(escape(objects.propeller_config), markup=False)
+    _print_propeller_config(objects)
 
 
 def _secrets_from_file(path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -244,23 +241,16 @@ def preflight(
     as_json: bool,
 ) -> None:
     """Can pods in each namespace pull IMAGES? Secret exists, right type, matching host entry, login, tag."""
+    from .._lookup import lookup
     from .._preflight import preflight as run
 
     if not projects and not namespaces:
         raise click.UsageError("give at least one --namespace or --project")
-    from .._lookup import lookup
-
     undeclared = [image for image in images if lookup(image) is None]
     if undeclared:
         raise click.UsageError(not_declared_message(", ".join(undeclared)))
     secrets = _secrets_from_file(secrets_from) if secrets_from else None
-    try:
-        report = run(
-            images, projects=projects, domains=domains or DEFAULT_DOMAINS, namespaces=namespaces, secrets=secrets
-        )
-    except (ClusterError, MissingExtra) as error:
-        err.print(f"[red]error:[/red] {escape(str(error))}")
-        sys.exit(EXIT_UNREACHABLE if isinstance(error, ClusterError) else 2)
+    report = run(images, projects=projects, domains=domains or DEFAULT_DOMAINS, namespaces=namespaces, secrets=secrets)
     if as_json:
         emit_json(
             {
