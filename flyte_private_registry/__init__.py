@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "PrivateRegistry": "._registry",
+    "PrivateRegistry": "._declaration",
     "Credential": ".credentials",
     "Keychain": ".credentials",
     "Miss": ".credentials",
     "Resolution": ".credentials",
-    "RegistryClient": "._distribution",
+    "RegistryClient": ".distribution",
     "lookup": "._lookup",
     "explain": "._lookup",
     "check": "._check",
@@ -33,16 +33,16 @@ _EXPORTS = {
     "MissingExtra": "._errors",
     "ClusterError": "._errors",
     "PreflightError": "._errors",
-    "DEFAULT_DOMAINS": "._pull",
-    "ClusterObjects": "._kube",
-    "cluster_objects": "._kube",
-    "flyte_namespaces": "._kube",
-    "Applied": "._apply",
-    "CronJobRefresher": "._refresher",
-    "ExternalSecretsRefresher": "._refresher",
-    "PreflightReport": "._preflight",
-    "PullCheck": "._preflight",
-    "preflight": "._preflight",
+    "DEFAULT_DOMAINS": "._declaration",
+    "ClusterObjects": ".pull._objects",
+    "cluster_objects": ".pull._objects",
+    "flyte_namespaces": ".pull._objects",
+    "Applied": ".pull._apply",
+    "CronJobRefresher": ".pull._refresher",
+    "ExternalSecretsRefresher": ".pull._refresher",
+    "PreflightReport": ".pull._preflight",
+    "PullCheck": ".pull._preflight",
+    "preflight": ".pull._preflight",
 }
 
 __all__ = [
@@ -94,9 +94,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from ._apply import Applied
     from ._check import CheckReport, check
-    from ._distribution import RegistryClient
+    from ._declaration import DEFAULT_DOMAINS, PrivateRegistry
     from ._errors import (
         AuthenticationError,
         AuthorizationError,
@@ -110,10 +109,10 @@ if TYPE_CHECKING:
         PushVerificationError,
         RegistryError,
     )
-    from ._kube import ClusterObjects, cluster_objects, flyte_namespaces
     from ._lookup import explain, lookup
-    from ._preflight import PreflightReport, PullCheck, preflight
-    from ._pull import DEFAULT_DOMAINS
-    from ._refresher import CronJobRefresher, ExternalSecretsRefresher
-    from ._registry import PrivateRegistry
     from .credentials import Credential, Keychain, Miss, Resolution
+    from .distribution import RegistryClient
+    from .pull._apply import Applied
+    from .pull._objects import ClusterObjects, cluster_objects, flyte_namespaces
+    from .pull._preflight import PreflightReport, PullCheck, preflight
+    from .pull._refresher import CronJobRefresher, ExternalSecretsRefresher

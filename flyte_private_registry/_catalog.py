@@ -8,61 +8,33 @@ with the same prefix. Nothing here is read until the first lookup, to keep plugi
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import TYPE_CHECKING
 
+from ._config import load_configured
+from ._declaration import PrivateRegistry, declared, forget_declared
 from ._reference import ImageReference, InvalidReference, RegistryPrefix
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from ._registry import PrivateRegistry
-
-_declaring: ContextVar[bool] = ContextVar("_declaring", default=True)
-
-
-@contextmanager
-def not_declaring() -> Iterator[None]:
-    """Build ``PrivateRegistry`` objects (from a config file) without declaring them in code."""
-    token = _declaring.set(False)
-    try:
-        yield
-    finally:
-        _declaring.reset(token)
 
 
 class Catalog:
     def __init__(self) -> None:
-        self._declared: dict[str, PrivateRegistry] = {}
         self._configured: list[PrivateRegistry] | None = None
         self._lock = threading.Lock()
 
-    def declare(self, registry: PrivateRegistry) -> None:
-        if _declaring.get():
-            with self._lock:
-                self._declared[registry.prefix] = registry
-
     def clear(self) -> None:
         """Forget everything, including the cached config file (tests, long-lived processes)."""
+        forget_declared()
         with self._lock:
-            self._declared.clear()
             self._configured = None
 
     def _configured_registries(self) -> list[PrivateRegistry]:
         if self._configured is None:
-            from ._config import load_configured
-
             configured = load_configured()
             with self._lock:
                 self._configured = configured
         return self._configured
 
     def registries(self) -> list[PrivateRegistry]:
-        with self._lock:
-            declared = dict(self._declared)
         merged = {r.prefix: r for r in self._configured_registries()}
-        merged.update(declared)
+        merged.update(declared())
         return list(merged.values())
 
     def match(self, host: str, repository: str) -> PrivateRegistry | None:

@@ -16,12 +16,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._declaration import PrivateRegistry, not_declaring
 from ._errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from ._registry import PrivateRegistry
+from .providers import PROVIDERS
 
 ENV_CONFIG = "FLYTE_PRIVATE_REGISTRY_CONFIG"
 ENV_REGISTRIES = "FLYTE_PRIVATE_REGISTRIES"
@@ -72,10 +71,6 @@ def build_registry(entry: dict[str, Any], origin: str, base_dir: Path | None = N
 
     A relative ``ca_file`` is read from ``base_dir`` (the config file's directory), ``~`` expanded.
     """
-    from ._catalog import not_declaring
-    from ._registry import PrivateRegistry
-    from .providers import PROVIDERS
-
     if not isinstance(entry, dict):
         raise ConfigurationError(f"{origin}: each registry must be a table/object, got {type(entry).__name__}")
     for secret_key in ("password", "pull_password"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._catalog import CATALOG, not_declaring
+from ._catalog import CATALOG
+from ._declaration import PrivateRegistry, not_declaring
 from ._reference import ImageReference, InvalidReference, RegistryPrefix, looks_like_host
-from ._registry import PrivateRegistry
 
 
 def parse_target(target: str) -> RegistryPrefix | ImageReference:

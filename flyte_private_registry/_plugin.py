@@ -2,7 +2,7 @@
 
 from flytekit.image_spec.image_spec import ImageBuildEngine
 
-from . import _builder, _docker_cli_builder
+from .push import _builder, _docker_cli_builder
 
 ImageBuildEngine.register(_builder.BUILDER_NAME, _builder.PrivateRegistryBuilder(), priority=_builder.PRIORITY)
 ImageBuildEngine.register(

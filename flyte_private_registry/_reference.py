@@ -14,6 +14,14 @@ from dataclasses import dataclass
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
+
+#: The library's docker credential helper, by its name in ``credHelpers``; docker runs ``docker-credential-<name>``.
+HELPER_NAME = "flyte-private-registry"
+HELPER_PREFIX = "docker-credential-"
+HELPER_PROGRAM = HELPER_PREFIX + HELPER_NAME
+#: The exact text docker's helper client treats as "no credentials" (anything else is an error).
+NOT_FOUND = "credentials not found in native keychain"
+
 #: The names docker itself folds into Docker Hub (its "official index"). ``registry-1.docker.io``
 #: is the API host, but an image written with it is, to docker and kubelet, a registry of its own.
 _DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io"})

@@ -3,7 +3,7 @@
 No cloud registry can be reached here (ghcr.io, ECR, ...), so pyflyte runs with one stand-in:
 a builder registered above ours whose ``should_build`` answers "exists". Everything else is
 pyflyte's real serialization; this checks the pull side of the examples, not their pushes
-(those are covered per provider against local registries in tests/test_provider_*.py).
+(those are covered per provider against local registries in tests/providers/test_provider_*.py).
 """
 
 import json

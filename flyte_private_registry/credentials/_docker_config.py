@@ -16,12 +16,12 @@ from pydantic import SecretStr
 
 from .._reference import (
     DOCKER_HUB_CONFIG_KEY,
+    HELPER_NAME,
     RegistryPrefix,
     docker_config_key,
     is_docker_hub,
     server_to_host,
 )
-from ..helper import HELPER_NAME
 from ._base import Credential, Miss, decode_basic
 from ._helper_client import run_helper_get
 

@@ -1,4 +1,4 @@
-"""Run ``docker-credential-<name> get`` exactly as the docker CLI does."""
+"""The docker credential-helper protocol: run ``docker-credential-<name> get`` exactly as the docker CLI does."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 
 from pydantic import SecretStr
 
-from ..helper import HELPER_PREFIX, NOT_FOUND
+from .._reference import HELPER_PREFIX, NOT_FOUND
 from ._base import Credential, Miss
 
 _TIMEOUT_SECONDS = 30.0

@@ -24,8 +24,8 @@ from ._base import Provider
 from ._env import ConventionKeychain, first_error, jwt_expiry
 
 if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
     from ..credentials import Keychain
+    from ._base import RegistryView
 
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 ACR_SUFFIXES = ("azurecr.io", "azurecr.cn", "azurecr.us")
@@ -111,7 +111,7 @@ class AcrProvider(Provider):
     def from_host(cls, host: str) -> AcrProvider | None:
         return cls() if registry_name(host) is not None else None
 
-    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def keychains(self, registry: RegistryView) -> list[Keychain]:
         return [
             ConventionKeychain(token_env="ACR_PASSWORD", username_envs=("ACR_USERNAME",)),
             ConventionKeychain(token_env="ACR_TOKEN", username=ACR_TOKEN_USER, expires=jwt_expiry),

@@ -8,13 +8,29 @@ tokens short-lived, which keychain gives a read-only credential).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
+    from .._reference import RegistryPrefix
     from ..credentials import Credential, Keychain
+
+
+class RegistryView(Protocol):
+    """What a provider may read of the declaration it serves (``PrivateRegistry`` satisfies it).
+
+    A protocol rather than an import: providers sit below the declaration, which builds them.
+    """
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def reference(self) -> RegistryPrefix: ...
 
 
 class Provider(BaseModel):
@@ -26,11 +42,11 @@ class Provider(BaseModel):
     #: Tokens that die within hours (ECR, GAR, ACR, CI job tokens) must not become static Secrets.
     short_lived: ClassVar[bool] = False
 
-    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def keychains(self, registry: RegistryView) -> list[Keychain]:
         """Provider-native sources: env var conventions, cloud SDKs."""
         return []
 
-    def pull_keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def pull_keychains(self, registry: RegistryView) -> list[Keychain]:
         """Sources of a read-only credential for the cluster's pull secret (empty: use the push one)."""
         return []
 
@@ -38,7 +54,7 @@ class Provider(BaseModel):
         """What to tell a user the registry refused: the scope, IAM action or setting to fix."""
         return None
 
-    def prepare_push(self, registry: PrivateRegistry, repository: str, credential: Credential | None) -> None:
+    def prepare_push(self, registry: RegistryView, repository: str, credential: Credential | None) -> None:
         """Runs once per repository before a build pushes to it (ECR creates the repository)."""
 
     def describe(self) -> str:

@@ -9,7 +9,7 @@ names the expected form, and returns ``cls(prefix, provider=..., **kwargs)``: ev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .._errors import ConfigurationError
 from .._reference import InvalidReference, RegistryPrefix
@@ -20,8 +20,7 @@ from ._gar import GarProvider, gar_prefix
 from ._github import GhcrProvider, ghcr_prefix
 from ._gitlab import GITLAB_COM_REGISTRY, GitLabProvider, gitlab_prefix
 
-if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
+_R = TypeVar("_R", bound="ProviderConstructors")
 
 
 def _ecr_prefix(prefix: str | None, account_id: str | None, region: str | None, fips: bool) -> str:
@@ -49,7 +48,7 @@ class ProviderConstructors:
 
     @classmethod
     def ecr(
-        cls,
+        cls: type[_R],
         prefix: str | None = None,
         /,
         *,
@@ -65,7 +64,7 @@ class ProviderConstructors:
         token_cache: bool = True,
         clock: Clock | None = None,
         **kwargs: Any,
-    ) -> PrivateRegistry:
+    ) -> _R:
         """AWS ECR: ``ecr(account_id="123456789012", region="us-east-1")`` or ``ecr("<host>/team")``.
 
         Tokens come from boto3's default chain (``profile=`` to pick one). Missing repositories
@@ -85,7 +84,7 @@ class ProviderConstructors:
         return cls(_ecr_prefix(prefix, account_id, region, fips), provider=provider, **kwargs)  # type: ignore[call-arg]
 
     @classmethod
-    def ghcr(cls, owner: str, /, **kwargs: Any) -> PrivateRegistry:
+    def ghcr(cls: type[_R], owner: str, /, **kwargs: Any) -> _R:
         """GitHub Container Registry: ``ghcr("acme")`` is ``ghcr.io/acme``.
 
         Credentials: ``GHCR_TOKEN`` (+ ``GHCR_USERNAME``), or ``GITHUB_TOKEN`` + ``GITHUB_ACTOR`` in Actions.
@@ -93,21 +92,21 @@ class ProviderConstructors:
         return cls(ghcr_prefix(owner), provider=GhcrProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
-    def gitlab(cls, path: str, /, *, host: str = GITLAB_COM_REGISTRY, **kwargs: Any) -> PrivateRegistry:
+    def gitlab(cls: type[_R], path: str, /, *, host: str = GITLAB_COM_REGISTRY, **kwargs: Any) -> _R:
         """GitLab: ``gitlab("group/sub/project")``, or ``host="gitlab.example.com:5050"`` for self-managed."""
         return cls(gitlab_prefix(path, host), provider=GitLabProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
-    def dockerhub(cls, namespace: str, /, **kwargs: Any) -> PrivateRegistry:
+    def dockerhub(cls: type[_R], namespace: str, /, **kwargs: Any) -> _R:
         """Docker Hub: ``dockerhub("acme")`` is ``docker.io/acme`` (``DOCKERHUB_USERNAME``/``DOCKERHUB_TOKEN``)."""
         return cls(dockerhub_prefix(namespace), provider=DockerHubProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
-    def gar(cls, location: str, project: str, repository: str, /, **kwargs: Any) -> PrivateRegistry:
+    def gar(cls: type[_R], location: str, project: str, repository: str, /, **kwargs: Any) -> _R:
         """Google Artifact Registry: ``gar("us-central1", "my-project", "repo")``."""
         return cls(gar_prefix(location, project, repository), provider=GarProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
-    def acr(cls, name: str, /, **kwargs: Any) -> PrivateRegistry:
+    def acr(cls: type[_R], name: str, /, **kwargs: Any) -> _R:
         """Azure Container Registry: ``acr("myregistry")`` is ``myregistry.azurecr.io``."""
         return cls(acr_prefix(name), provider=AcrProvider(), **kwargs)  # type: ignore[call-arg]

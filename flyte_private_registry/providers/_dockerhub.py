@@ -17,8 +17,8 @@ from ._base import Provider
 from ._env import ConventionKeychain
 
 if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
     from ..credentials import Credential, Keychain
+    from ._base import RegistryView
 
 #: Docker Hub's namespace for official images; nobody outside Docker can push there.
 OFFICIAL_NAMESPACE = "library"
@@ -62,10 +62,10 @@ class DockerHubProvider(Provider):
         # Docker Hub's other server names take the same credentials, though docker keys them apart.
         return cls() if is_docker_hub(host) or host.lower() in _SERVER_NAMES else None
 
-    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def keychains(self, registry: RegistryView) -> list[Keychain]:
         return [ConventionKeychain(token_env="DOCKERHUB_TOKEN", username_envs=("DOCKERHUB_USERNAME",))]
 
-    def prepare_push(self, registry: PrivateRegistry, repository: str, credential: Credential | None) -> None:
+    def prepare_push(self, registry: RegistryView, repository: str, credential: Credential | None) -> None:
         """Refuse ``library/`` before building: a push there can only fail, after the whole build."""
         if repository.split("/", 1)[0] == OFFICIAL_NAMESPACE:
             raise ConfigurationError(

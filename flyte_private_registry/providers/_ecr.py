@@ -35,8 +35,8 @@ from ..credentials import Credential, Miss
 from ._base import Provider
 
 if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
     from ..credentials import Keychain
+    from ._base import RegistryView
 
 Clock = Callable[[], datetime]
 
@@ -545,7 +545,7 @@ class EcrProvider(Provider):
     def from_host(cls, host: str) -> EcrProvider | None:
         return cls() if is_ecr_host(host) else None
 
-    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def keychains(self, registry: RegistryView) -> list[Keychain]:
         return [EcrKeychain(registry.host, self)]
 
     def refusal_hint(self, action: str, status: int) -> str | None:
@@ -574,7 +574,7 @@ class EcrProvider(Provider):
         return f"ecr (creates missing repositories{': ' + shown if shown else ''})"
 
     # -- repositories ------------------------------------------------------------------------
-    def prepare_push(self, registry: PrivateRegistry, repository: str, credential: Credential | None) -> None:
+    def prepare_push(self, registry: RegistryView, repository: str, credential: Credential | None) -> None:
         """Create ``repository`` if it does not exist: ECR, unlike most registries, never does on push."""
         if not self.create_repository:
             return

@@ -26,8 +26,8 @@ from ._base import Provider
 from ._env import ConventionKeychain, first_error
 
 if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
     from ..credentials import Keychain
+    from ._base import RegistryView
 
 GAR_USER = "oauth2accesstoken"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -161,7 +161,7 @@ class GarProvider(Provider):
     def from_host(cls, host: str) -> GarProvider | None:
         return cls() if is_gar_host(host) else None
 
-    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def keychains(self, registry: RegistryView) -> list[Keychain]:
         return [
             ConventionKeychain(token_env="GOOGLE_OAUTH_ACCESS_TOKEN", username=GAR_USER),
             GoogleAuthKeychain(),

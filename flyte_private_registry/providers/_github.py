@@ -15,8 +15,8 @@ from ._base import Provider
 from ._env import ConventionKeychain, NoticeKeychain
 
 if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
     from ..credentials import Keychain
+    from ._base import RegistryView
 
 GHCR_HOST = "ghcr.io"
 #: GitHub user and organisation names: letters, digits, single hyphens inside, at most 39.
@@ -48,7 +48,7 @@ class GhcrProvider(Provider):
     def from_host(cls, host: str) -> GhcrProvider | None:
         return cls() if canonical_host(host) == GHCR_HOST else None
 
-    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def keychains(self, registry: RegistryView) -> list[Keychain]:
         return [
             ConventionKeychain(token_env="GHCR_TOKEN", username_envs=("GHCR_USERNAME", "GITHUB_ACTOR")),
             ConventionKeychain(
@@ -59,7 +59,7 @@ class GhcrProvider(Provider):
             ),
         ]
 
-    def pull_keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def pull_keychains(self, registry: RegistryView) -> list[Keychain]:
         return [
             NoticeKeychain(
                 "GITHUB_TOKEN",

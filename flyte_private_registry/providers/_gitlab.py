@@ -18,8 +18,8 @@ from ._base import Provider
 from ._env import ConventionKeychain, NoticeKeychain
 
 if TYPE_CHECKING:
-    from .._registry import PrivateRegistry
     from ..credentials import Keychain
+    from ._base import RegistryView
 
 GITLAB_COM_REGISTRY = "registry.gitlab.com"
 CI_JOB_USER = "gitlab-ci-token"
@@ -70,7 +70,7 @@ class GitLabProvider(Provider):
     def from_host(cls, host: str) -> GitLabProvider | None:
         return cls() if canonical_host(host) == GITLAB_COM_REGISTRY else None
 
-    def keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def keychains(self, registry: RegistryView) -> list[Keychain]:
         return [
             ConventionKeychain(
                 token_env="CI_REGISTRY_PASSWORD",
@@ -92,7 +92,7 @@ class GitLabProvider(Provider):
             ConventionKeychain(token_env="GITLAB_TOKEN", username_envs=("GITLAB_USERNAME", "GITLAB_USER_LOGIN")),
         ]
 
-    def pull_keychains(self, registry: PrivateRegistry) -> list[Keychain]:
+    def pull_keychains(self, registry: RegistryView) -> list[Keychain]:
         return [
             ConventionKeychain(
                 token_env="CI_DEPLOY_PASSWORD",

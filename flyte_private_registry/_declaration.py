@@ -1,0 +1,359 @@
+"""``PrivateRegistry``: one declaration that the push path, the helper and the pull path all read.
+
+The pull-side methods (``reg.task``, ``reg.pod_template``, ``reg.cluster_objects``,
+``reg.preflight``) hand off to ``pull/`` with local imports: the one import that points from the
+core to a layer above it, so declaring a registry never loads ``kubernetes`` (a 2 s import).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from ._errors import ConfigurationError
+from ._reference import ImageReference, InvalidReference, RegistryPrefix
+from .credentials import DockerConfigKeychain, EnvKeychain, Keychain, Resolution, StaticKeychain, resolve
+from .providers import GenericProvider, Provider, provider_for_host
+from .providers._constructors import ProviderConstructors
+
+if TYPE_CHECKING:
+    from flytekit.core.pod_template import PodTemplate
+
+    from .distribution import RegistryClient
+    from .pull._objects import ClusterObjects
+    from .pull._preflight import PreflightReport, SecretSource
+    from .pull._refresher import Refresher
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNSAFE = re.compile(r"[^a-z0-9.-]+")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+_declaring: ContextVar[bool] = ContextVar("_declaring", default=True)
+_declared: dict[str, PrivateRegistry] = {}
+_declared_lock = threading.Lock()
+
+
+@contextmanager
+def not_declaring() -> Iterator[None]:
+    """Build ``PrivateRegistry`` objects (from a config file, for a lookup) without declaring them."""
+    token = _declaring.set(False)
+    try:
+        yield
+    finally:
+        _declaring.reset(token)
+
+
+def declared() -> dict[str, PrivateRegistry]:
+    """The registries declared in code so far, by prefix (the catalog merges them over config files)."""
+    with _declared_lock:
+        return dict(_declared)
+
+
+def forget_declared() -> None:
+    with _declared_lock:
+        _declared.clear()
+
+
+DEFAULT_DOMAINS: tuple[str, ...] = ("development", "staging", "production")
+
+
+def default_secret_name(prefix: str) -> str:
+    """``harbor.example.com/ml`` -> ``harbor.example.com-ml-pull``: stable, a valid Kubernetes name."""
+    slug = _UNSAFE.sub("-", prefix.lower()).strip("-.")
+    return f"{slug[:240].rstrip('-.')}-pull"
+
+
+class PullSide:
+    """Mixed into ``PrivateRegistry``; methods here read ``self.pull_secret`` and friends."""
+
+    if TYPE_CHECKING:  # fields of PrivateRegistry, declared there
+        prefix: str
+        pull_secret: str | None
+
+    @property
+    def pull_secret_name(self) -> str:
+        """The Secret tasks reference: ``pull_secret=`` if given, else derived from the prefix."""
+        return self.pull_secret or default_secret_name(self.prefix)
+
+    # -- tasks -------------------------------------------------------------------------------
+    def task(
+        self,
+        _task_function: Callable[..., Any] | None = None,
+        /,
+        *,
+        via_pod_template_name: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``flytekit.task`` with this registry's pull secret in the pod template when the task's image is private.
+
+        Takes flytekit's arguments unchanged. A task without ``container_image`` takes its image
+        from ``--image`` at serialization, which cannot be seen now: it is assumed to be in this
+        registry. ``via_pod_template_name`` references a cluster PodTemplate holding the secret
+        instead of embedding it (render one with :meth:`cluster_objects`).
+        """
+        from .pull._tasks import decorate
+
+        return decorate(self, _task_function, kwargs, via_pod_template_name=via_pod_template_name)  # type: ignore[arg-type]
+
+    def dynamic(
+        self,
+        _task_function: Callable[..., Any] | None = None,
+        /,
+        *,
+        via_pod_template_name: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``flytekit.dynamic`` with the pull secret; the library must be installed in the task image.
+
+        The sub-workflow is compiled inside the container, re-importing the modules that define
+        its tasks, so their ``@reg.task`` decorators run there too.
+        """
+        from .pull._tasks import decorate
+
+        return decorate(self, _task_function, kwargs, via_pod_template_name=via_pod_template_name, dynamic=True)  # type: ignore[arg-type]
+
+    def pod_template(self, base: PodTemplate | None = None) -> PodTemplate:
+        """A copy of ``base`` (or a new ``PodTemplate``) that also lists this registry's pull secret."""
+        from .pull._tasks import merge_pod_template
+
+        return merge_pod_template(base, [self.pull_secret_name])
+
+    def attach(self, task: Any, *, via_pod_template_name: str | None = None) -> Any:
+        """Add the pull secrets an existing task needs (map tasks, ``ContainerTask``, ...); returns the task.
+
+        Works as a decorator above ``@dynamic``/``@task``. Tasks whose images are all public are
+        returned untouched.
+        """
+        from .pull._tasks import attach
+
+        return attach(task, self, via_pod_template_name=via_pod_template_name)  # type: ignore[arg-type]
+
+    # -- cluster objects ---------------------------------------------------------------------
+    def cluster_objects(
+        self,
+        *,
+        projects: Iterable[str] = (),
+        domains: Iterable[str] = DEFAULT_DOMAINS,
+        namespaces: Iterable[str] = (),
+        service_account: str | Sequence[str] | None = None,
+        pod_template: str | None = None,
+        propeller_namespace: str = "flyte",
+        refresher: Refresher | None = None,
+        allow_short_lived: bool = False,
+    ) -> ClusterObjects:
+        """The Secret for every ``<project>-<domain>`` namespace, plus optional SA patch and PodTemplate.
+
+        See :func:`flyte_private_registry.cluster_objects`; nothing is written or printed here.
+        """
+        from .pull._objects import cluster_objects
+
+        return cluster_objects(
+            [self],  # type: ignore[list-item]
+            projects=projects,
+            domains=domains,
+            namespaces=namespaces,
+            service_account=service_account,
+            pod_template=pod_template,
+            propeller_namespace=propeller_namespace,
+            refresher=refresher,
+            allow_short_lived=allow_short_lived,
+        )
+
+    # -- pre-flight --------------------------------------------------------------------------
+    def preflight(
+        self,
+        targets: Iterable[Any],
+        *,
+        projects: Iterable[str] = (),
+        domains: Iterable[str] = DEFAULT_DOMAINS,
+        namespaces: Iterable[str] = (),
+        secrets: Mapping[str, Iterable[Any]] | SecretSource | None = None,
+        api_client: Any = None,
+        default_image: str | None = None,
+    ) -> PreflightReport:
+        """Can each namespace pull each image (or task's images)? See :func:`flyte_private_registry.preflight`."""
+        from .pull._preflight import preflight
+
+        return preflight(
+            targets,
+            projects=projects,
+            domains=domains,
+            namespaces=namespaces,
+            secrets=secrets,
+            api_client=api_client,
+            default=self,  # type: ignore[arg-type]
+            default_image=default_image,
+        )
+
+
+def _check_arguments(data: dict[str, Any]) -> None:
+    """Reject bad declarations with a plain ``ConfigurationError`` (pydantic would wrap it)."""
+    try:
+        data["prefix"] = str(RegistryPrefix.parse(data.get("prefix", "")))
+    except InvalidReference as err:
+        raise ConfigurationError(str(err)) from None
+    prefix = data["prefix"]
+    for key in ("username_env", "password_env", "pull_password_env"):
+        value = data.get(key)
+        if value is not None and not _ENV_NAME.match(value):
+            raise ConfigurationError(f"{key}={value!r} for {prefix} is not an environment variable name")
+    if data.get("password") is not None and data.get("password_env") is not None:
+        raise ConfigurationError(f"{prefix}: give password= or password_env=, not both")
+    if data.get("username") is not None and data.get("username_env") is not None:
+        raise ConfigurationError(f"{prefix}: give username= or username_env=, not both")
+    has_user = data.get("username") is not None or data.get("username_env") is not None
+    has_password = data.get("password") is not None or data.get("password_env") is not None
+    if has_password and not has_user:
+        raise ConfigurationError(f"{prefix}: a password was given without username= or username_env=")
+    if has_user and not has_password:
+        which = "username_env=" if data.get("username_env") is not None else "username="
+        raise ConfigurationError(f"{prefix}: {which} needs password= or password_env= next to it")
+    has_pull_password = data.get("pull_password") is not None or data.get("pull_password_env") is not None
+    if data.get("pull_password") is not None and data.get("pull_password_env") is not None:
+        raise ConfigurationError(f"{prefix}: give pull_password= or pull_password_env=, not both")
+    if has_pull_password != (data.get("pull_username") is not None):
+        raise ConfigurationError(
+            f"{prefix}: a read-only pull credential needs both pull_username= and pull_password(_env)="
+        )
+    secret = data.get("pull_secret")
+    if secret is not None and (len(secret) > 253 or not _K8S_NAME.match(secret)):
+        raise ConfigurationError(
+            f"pull_secret={secret!r} for {prefix} is not a Kubernetes object name "
+            "(lower-case letters, digits, '-' and '.', starting and ending alphanumeric)"
+        )
+    ca_file = data.get("ca_file")
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise ConfigurationError(f"ca_file {ca_file} for {prefix} does not exist")
+
+
+class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
+    """A registry prefix whose images need credentials to push and a pull secret to run.
+
+    Constructing one declares it: every ImageSpec whose ``registry`` falls under ``prefix`` is
+    built with these credentials (the longest declared prefix wins). Credentials are looked up
+    in this order: explicit ``username``/``password``, the env vars named by ``username_env``/
+    ``password_env``, extra ``keychains``, the provider's own sources, then the docker config.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    prefix: str
+    username: str | None = None
+    password: SecretStr | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    pull_secret: str | None = None
+    pull_username: str | None = None
+    pull_password: SecretStr | None = None
+    pull_password_env: str | None = None
+    provider: Provider = Field(default_factory=GenericProvider)
+    insecure: bool = False
+    ca_file: Path | None = None
+    builder: str | None = None
+    keychains: tuple[Keychain, ...] = ()
+
+    def __init__(self, prefix: str | None = None, /, **data: Any) -> None:
+        if prefix is not None:
+            data["prefix"] = prefix
+        _check_arguments(data)
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_provider(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("provider") is None and data.get("prefix"):
+            data = {**data, "provider": provider_for_host(RegistryPrefix.parse(data["prefix"]).host)}
+        return data
+
+    def model_post_init(self, context: Any) -> None:
+        if _declaring.get():
+            with _declared_lock:
+                _declared[self.prefix] = self
+
+    # -- naming ------------------------------------------------------------------------------
+    @property
+    def registry(self) -> str:
+        """The string to pass as ``ImageSpec(registry=...)``."""
+        return self.prefix
+
+    @property
+    def reference(self) -> RegistryPrefix:
+        return RegistryPrefix.parse(self.prefix)
+
+    @property
+    def host(self) -> str:
+        return self.reference.host
+
+    def repository(self, name: str) -> str:
+        """Repository path of image ``name`` under this prefix (what the v2 API calls the name)."""
+        path = self.reference.path
+        return f"{path}/{name}" if path else name
+
+    def covers(self, image: str) -> bool:
+        """True when an image reference (or registry/name) lies under this prefix."""
+        ref = ImageReference.parse(image)
+        return self.reference.covers(ref.host, ref.repository)
+
+    # -- credentials -------------------------------------------------------------------------
+    def all_keychains(self) -> list[Keychain]:
+        chain: list[Keychain] = []
+        if self.username is not None and self.password is not None:
+            chain.append(StaticKeychain(self.username, self.password))
+        elif self.username is not None or self.username_env is not None:  # validated: a password is given too
+            chain.append(
+                EnvKeychain(
+                    username_env=self.username_env,
+                    username_literal=self.username,
+                    password_env=self.password_env,
+                    password_literal=self.password,
+                )
+            )
+        chain.extend(self.keychains)
+        chain.extend(self.provider.keychains(self))
+        chain.append(DockerConfigKeychain())
+        return chain
+
+    def pull_keychains(self) -> list[Keychain]:
+        """Sources for the cluster's pull secret: a read-only credential first, then the push chain."""
+        chain: list[Keychain] = []
+        if self.pull_username is not None and self.pull_password is not None:
+            chain.append(StaticKeychain(self.pull_username, self.pull_password, source="explicit pull credential"))
+        elif self.pull_username is not None and self.pull_password_env is not None:
+            chain.append(EnvKeychain(username_literal=self.pull_username, password_env=self.pull_password_env))
+        chain.extend(self.provider.pull_keychains(self))
+        # A push-only source (a CI job token) dies with the job: never let it become a pull secret.
+        return chain + [k for k in self.all_keychains() if not getattr(k, "push_only", False)]
+
+    def resolve_pull(self, *, exhaustive: bool = False) -> Resolution:
+        """The credential to put in the cluster's pull secret (prefers read-only ones)."""
+        return resolve(self.pull_keychains(), self.reference, exhaustive=exhaustive)
+
+    def resolve(self, *, exhaustive: bool = False) -> Resolution:
+        """Which credential, from where; raises only for a broken declaration (missing env var)."""
+        return resolve(self.all_keychains(), self.reference, exhaustive=exhaustive)
+
+    def explain(self) -> str:
+        """Every source's answer for this registry, secrets left out."""
+        return self.resolve(exhaustive=True).explain()
+
+    def client(self, *, actions: tuple[str, ...] = ("pull",), resolution: Resolution | None = None) -> RegistryClient:
+        """A :class:`RegistryClient` logged in with the resolved credential (anonymous if none)."""
+        from .distribution import RegistryClient
+
+        resolution = resolution or self.resolve()
+        return RegistryClient(
+            self.host,
+            resolution.credential,
+            insecure=self.insecure,
+            ca_file=self.ca_file,
+            actions=actions,
+            refusal_hint=self.provider.refusal_hint,
+        )

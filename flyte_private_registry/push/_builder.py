@@ -1,0 +1,244 @@
+"""The ImageSpec builder that wraps whichever builder the user would otherwise get.
+
+Selected by priority, not by ``builder=``: flytekit fills ``ImageSpec.builder`` with the
+highest-priority builder at construction, so a plain ``ImageSpec(registry=...)`` reaches us
+with no code change. For any registry that is not declared private we step aside completely:
+``should_build`` and ``build_image`` go straight to the inner builder, unchanged. For a private
+one we check existence with authenticated API calls (never "assume it exists"), verify the
+login before any build starts, build with a temporary docker config that routes the private
+hosts to our credential helper, and verify the tag is in the registry afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import click
+from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec, ImageSpecBuilder
+
+if TYPE_CHECKING:
+    from .._declaration import PrivateRegistry
+    from ..credentials import Credential, Resolution
+
+BUILDER_NAME = "private-registry"
+#: Above every builder flytekit and its plugins register (default 1, envd 5, union 10).
+PRIORITY = 100
+ENV_INNER_BUILDER = "FLYTE_PRIVATE_REGISTRY_BUILDER"
+_REFRESH_MARGIN = timedelta(minutes=5)
+
+
+def _echo(message: str, color: str = "blue") -> None:
+    click.secho(message, fg=color)
+
+
+@dataclass
+class _Session:
+    """One registry's resolved credential and logged-in client, reused across the specs of a run."""
+
+    registry: PrivateRegistry
+    resolution: Resolution
+    client: Any
+    checked: set[str] = field(default_factory=set)
+    prepared: set[str] = field(default_factory=set)
+
+    @property
+    def credential(self) -> Credential | None:
+        return self.resolution.credential
+
+    def who(self) -> str:
+        cred = self.credential
+        return f"as {cred.username!r} ({cred.source})" if cred else "anonymously"
+
+
+def _split(image: str) -> tuple[str, str, str]:
+    from .._reference import ImageReference
+
+    ref = ImageReference.parse(image)
+    return ref.host, ref.repository, ref.reference
+
+
+class PrivateRegistryBuilder(ImageSpecBuilder):
+    builder_type = BUILDER_NAME
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    # -- selection ---------------------------------------------------------------------------
+    @staticmethod
+    def target(spec: ImageSpec) -> PrivateRegistry | None:
+        from .._catalog import CATALOG
+
+        return CATALOG.for_spec(spec.registry, spec.name)
+
+    @staticmethod
+    def inner(target: PrivateRegistry | None) -> ImageSpecBuilder:
+        """The wrapped builder: the registry's ``builder``, the env override, or the best other one."""
+        from .._errors import ConfigurationError
+
+        registered = ImageBuildEngine.get_registry()
+        name = (target.builder or os.environ.get(ENV_INNER_BUILDER)) if target is not None else None
+        if name is None:
+            others = {k: v for k, v in registered.items() if k != BUILDER_NAME}
+            if not others:
+                raise ConfigurationError("no ImageSpec builder is registered besides private-registry")
+            name = max(others, key=lambda k: others[k][1])
+        elif name == BUILDER_NAME or name not in registered:
+            known = ", ".join(sorted(k for k in registered if k != BUILDER_NAME))
+            raise ConfigurationError(
+                f"inner builder {name!r} (from PrivateRegistry.builder or {ENV_INNER_BUILDER}) is not "
+                f"registered; registered builders: {known}"
+            )
+        return registered[name][0]
+
+    # -- sessions ----------------------------------------------------------------------------
+    def session(self, registry: PrivateRegistry) -> _Session:
+        """Resolve and keep the registry's credential; re-resolve when it is about to expire."""
+        with self._lock:
+            cached = self._sessions.get(registry.prefix)
+            fresh = cached is not None and cached.registry is registry  # a redeclared prefix starts over
+            if fresh and not (cached.credential and cached.credential.expires_within(_REFRESH_MARGIN)):
+                return cached
+            resolution = registry.resolve()
+            session = _Session(registry, resolution, registry.client(actions=("pull", "push"), resolution=resolution))
+            self._sessions[registry.prefix] = session
+            return session
+
+    @staticmethod
+    @contextmanager
+    def _explained(session: _Session) -> Iterator[None]:
+        """A refusal of anonymous access is reported as "no credentials", listing every source tried."""
+        from .._errors import AuthenticationError
+
+        try:
+            yield
+        except AuthenticationError:
+            if session.credential is None:
+                session.resolution.require()  # raises, listing every source that was tried
+            raise
+
+    def login(self, session: _Session, repository: str) -> None:
+        """Fail fast: prove the credential can push to ``repository`` before anything is built."""
+        if repository in session.checked:
+            return
+        with self._explained(session):
+            session.client.login(repository)
+        session.checked.add(repository)
+
+    def _base_image_registry(self, spec: ImageSpec) -> tuple[PrivateRegistry, str, str] | None:
+        from .._catalog import CATALOG
+
+        if not isinstance(spec.base_image, str):
+            return None
+        registry = CATALOG.for_image(spec.base_image)
+        if registry is None:
+            return None
+        _, repository, reference = _split(spec.base_image)
+        return registry, repository, reference
+
+    def _check_base_image(self, spec: ImageSpec) -> PrivateRegistry | None:
+        """A base image under a declared registry must exist there before a build starts."""
+        from .._errors import RegistryError
+
+        base = self._base_image_registry(spec)
+        if base is None:
+            return None
+        registry, repository, reference = base
+        session = self.session(registry)
+        with self._explained(session):
+            digest = session.client.manifest_digest(repository, reference)
+        if digest is None:
+            raise RegistryError(
+                f"base image {spec.base_image} is not in private registry {registry.registry} "
+                f"(checked {session.who()}); push it first or fix base_image",
+                host=registry.host,
+                status=404,
+            )
+        return registry
+
+    # -- ImageSpecBuilder --------------------------------------------------------------------
+    def should_build(self, image_spec: ImageSpec) -> bool:
+        target = self.target(image_spec)
+        if target is None:
+            self._check_base_image(image_spec)
+            return self.inner(None).should_build(image_spec)
+        inner = self.inner(target)  # a wrong builder name is a configuration error: raise it now
+        validate = getattr(inner, "validate", None)
+        if callable(validate):  # an inner builder that can reject a spec does so before any registry work
+            validate(image_spec)
+        image = image_spec.image_name()
+        _, repository, tag = _split(image)
+        session = self.session(target)
+        self._check_base_image(image_spec)
+        with self._explained(session):
+            digest = session.client.manifest_digest(repository, tag)
+        force = getattr(image_spec, "_is_force_push", False)
+        if digest is not None and not force:
+            _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
+            return False
+        self.login(session, repository)  # push rights are needed only now, and proven before any build
+        if digest is None:
+            _echo(
+                f"Image {image} not found in private registry {target.registry} (checked {session.who()}). building..."
+            )
+        else:
+            _echo(f"Overwriting existing image {image} in {target.registry} (force push).")
+        return True
+
+    @staticmethod
+    def _build_credentials(*sessions: _Session | None) -> dict[str, Credential]:
+        """Host -> credential for every private registry the build touches (docker keys by host)."""
+        return {
+            session.registry.reference.canonical_host: session.credential
+            for session in sessions
+            if session is not None and session.credential is not None
+        }
+
+    def build_image(self, image_spec: ImageSpec) -> str | None:
+        from ._build_env import patched_environ, private_docker_config, terminate_as_exit
+
+        target = self.target(image_spec)
+        inner = self.inner(target)
+        base = self._base_image_registry(image_spec)
+        if target is None and base is None:
+            return inner.build_image(image_spec)
+        image = image_spec.image_name()
+        session = None
+        if target is not None:
+            _, repository, _ = _split(image)
+            session = self.session(target)
+            self.login(session, repository)
+            if repository not in session.prepared:
+                target.provider.prepare_push(target, repository, session.credential)
+                session.prepared.add(repository)
+        credentials = self._build_credentials(self.session(base[0]) if base else None, session)
+
+        # SIGTERM handling first, so a signal during set-up still removes the directory
+        with terminate_as_exit(), private_docker_config(credentials) as env, patched_environ(env.env):
+            result = inner.build_image(image_spec)
+
+        if session is not None:
+            self.verify_pushed(session, result or image)
+        return result
+
+    def verify_pushed(self, session: _Session, image: str) -> None:
+        from .._errors import PushVerificationError
+
+        if os.environ.get("FLYTE_PUSH_IMAGE_SPEC", "true").lower() not in ("true", "1"):
+            _echo(f"FLYTE_PUSH_IMAGE_SPEC is off: {image} was built but not pushed.", "yellow")
+            return
+        _, repository, tag = _split(image)
+        digest = session.client.manifest_digest(repository, tag)
+        if digest is None:
+            raise PushVerificationError(
+                f"the build finished but {image} is not in registry {session.registry.registry} "
+                f"(checked {session.who()}): the builder did not push it. Refusing to register a task "
+                "whose image cannot be pulled; check the builder's output above."
+            )
+        _echo(f"Verified {image} in {session.registry.registry} ({digest[:19]}).")

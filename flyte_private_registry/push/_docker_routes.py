@@ -1,0 +1,171 @@
+"""Changes to a docker config the user chose: helper routes (``configure-docker``) and logins.
+
+Routes are reversible: when a host already had another helper (``ecr-login``, ``gcloud``), the
+previous value is remembered in ``flyte-private-registry-routes.json`` beside ``config.json``
+and put back by ``undo``. The config file keeps its mode, or is created 0600; writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from .._errors import ConfigurationError
+from .._reference import docker_config_key, server_to_host
+from ..credentials._base import encode_basic
+from ..credentials._docker_config import OWN_HELPER, load_config, user_config_dir
+from .helper import HELPER_PREFIX, HELPER_PROGRAM
+
+ROUTES_FILE = "flyte-private-registry-routes.json"
+
+
+@dataclass
+class RouteChange:
+    config: Path
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    restored: dict[str, str] = field(default_factory=dict)
+    helper_on_path: bool = True
+
+
+def helper_location() -> str | None:
+    """Where docker will find our helper, or ``None`` (then print how to put it on PATH)."""
+    return shutil.which(HELPER_PROGRAM)
+
+
+def helper_hint() -> str:
+    candidate = Path(sys.executable).parent / HELPER_PROGRAM
+    where = f"add {candidate.parent} to PATH" if candidate.exists() else "pip install flyte-private-registry"
+    return f"{HELPER_PROGRAM} is not on PATH, so docker cannot run it: {where}"
+
+
+def _read(config_dir: Path) -> dict[str, Any]:
+    try:
+        return load_config(config_dir)
+    except ValueError as err:
+        raise ConfigurationError(str(err)) from None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fpr-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def configure_docker(hosts: Iterable[str], *, config_dir: Path | None = None, undo: bool = False) -> RouteChange:
+    """Route ``hosts`` to the library's credential helper in ``config_dir`` (or take the routes out)."""
+    config_dir = config_dir or user_config_dir()
+    config = _read(config_dir)
+    routes_path = config_dir / ROUTES_FILE
+    previous: dict[str, str | None] = json.loads(routes_path.read_text()) if routes_path.exists() else {}
+    helpers: dict[str, str] = dict(config.get("credHelpers") or {})
+    change = RouteChange(config_dir / "config.json", helper_on_path=helper_location() is not None)
+    for host in hosts:
+        key = docker_config_key(server_to_host(host))
+        if undo:
+            if helpers.get(key) != OWN_HELPER:
+                change.unchanged.append(key)
+                continue
+            before = previous.pop(key, None)
+            if before:
+                helpers[key] = before
+                change.restored[key] = before
+            else:
+                del helpers[key]
+            change.removed.append(key)
+        elif helpers.get(key) == OWN_HELPER:
+            change.unchanged.append(key)
+        else:
+            previous[key] = helpers.get(key)
+            helpers[key] = OWN_HELPER
+            change.added.append(key)
+    if helpers:
+        config["credHelpers"] = helpers
+    else:
+        config.pop("credHelpers", None)
+    if change.added or change.removed:
+        _write_json(config_dir / "config.json", config)
+        if previous:
+            _write_json(routes_path, previous)
+        else:
+            routes_path.unlink(missing_ok=True)
+    return change
+
+
+def _login_target(host: str, config_dir: Path | None) -> tuple[Path, dict[str, Any], str, str | None]:
+    """The config dir and its contents, the docker key for ``host``, and the helper that stores it (if any)."""
+    config_dir = config_dir or user_config_dir()
+    config = _read(config_dir)
+    key = docker_config_key(server_to_host(host))
+    return config_dir, config, key, _store_helper(config, key)
+
+
+def _store_helper(config: dict[str, Any], key: str) -> str | None:
+    helper = (config.get("credHelpers") or {}).get(key) or config.get("credsStore")
+    if helper == OWN_HELPER:
+        raise ConfigurationError(
+            f"{key} is routed to {HELPER_PROGRAM}, which is read-only; run `flyte-private-registry "
+            f"configure-docker --undo {key}` first, or declare the credentials with PrivateRegistry"
+        )
+    return helper
+
+
+def store_login(host: str, username: str, password: SecretStr, *, config_dir: Path | None = None) -> str:
+    """Save verified credentials the way ``docker login`` would; returns where they went."""
+    config_dir, config, key, helper = _login_target(host, config_dir)
+    if helper:
+        program = shutil.which(HELPER_PREFIX + helper)
+        if program is None:
+            raise ConfigurationError(
+                f"docker config names credential helper {helper!r} but {HELPER_PREFIX}{helper} is not on PATH"
+            )
+        payload = json.dumps({"ServerURL": key, "Username": username, "Secret": password.get_secret_value()})
+        done = subprocess.run([program, "store"], input=payload, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise ConfigurationError(
+                f"{HELPER_PREFIX}{helper} store failed: {(done.stdout or done.stderr).strip()[:200]}"
+            )
+        return f"{HELPER_PREFIX}{helper}"
+    auths = dict(config.get("auths") or {})
+    auths[key] = {"auth": encode_basic(username, password.get_secret_value())}
+    config["auths"] = auths
+    _write_json(config_dir / "config.json", config)
+    return f"{config_dir / 'config.json'} (auths, base64: configure a credsStore to keep it out of the file)"
+
+
+def remove_login(host: str, *, config_dir: Path | None = None) -> bool:
+    """Undo :func:`store_login` (erase from the helper, or drop the ``auths`` entry)."""
+    config_dir, config, key, helper = _login_target(host, config_dir)
+    if helper:
+        program = shutil.which(HELPER_PREFIX + helper)
+        if program is None:
+            return False
+        done = subprocess.run([program, "erase"], input=key, capture_output=True, text=True, timeout=30)
+        return done.returncode == 0
+    auths = dict(config.get("auths") or {})
+    if key not in auths:
+        return False
+    del auths[key]
+    config["auths"] = auths
+    _write_json(config_dir / "config.json", config)
+    return True
