@@ -206,3 +206,29 @@ class ImageReference:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+# -- Kubernetes object names ---------------------------------------------------------------------
+#: RFC 1123 label (namespaces) and subdomain (Secrets, ServiceAccounts, PodTemplates), ASCII only.
+_DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?", re.ASCII)
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+
+
+def kubernetes_name_problem(value: object, *, label: bool = False) -> str | None:
+    """Why ``value`` cannot name a Kubernetes object (``None`` when it can).
+
+    ``label=True`` applies the stricter rule for namespaces (RFC 1123 label, 63 characters);
+    otherwise the rule for Secrets, ServiceAccounts and PodTemplates (RFC 1123 subdomain, 253).
+    The whole string must match: a trailing newline is a problem, not a name.
+    """
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    limit, pattern = (63, _DNS1123_LABEL) if label else (253, _DNS1123_SUBDOMAIN)
+    if not value:
+        return "is empty"
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    if pattern.fullmatch(value) is None:
+        allowed = "'-'" if label else "'-' and '.'"
+        return f"may hold only lower-case ASCII letters, digits and {allowed}, starting and ending alphanumeric"
+    return None
