@@ -1,6 +1,10 @@
-"""Sessions: lint, tests, demo, bench, docs. ``./dev`` installs system packages first, then runs these."""
+"""Sessions: lint, tests, demo, bench, docs, install. ``./dev`` installs system packages first, then runs these."""
 
 import nox
+
+# Tests and benchmarks run in their own mount and network namespaces with a private /etc/hosts,
+# so concurrent runs on one machine never see each other's hostnames or ports.
+ISOLATED = ("python", "tests/rig/isolate.py")
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "tests", "docs"]
@@ -18,13 +22,13 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test,aws,kubernetes]")
-    session.run("pytest", *session.posargs)
+    session.run(*ISOLATED, "pytest", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test,aws]")
-    session.run("python", "benchmarks/run_all.py", *session.posargs)
+    session.run(*ISOLATED, "python", "benchmarks/run_all.py", *session.posargs)
 
 
 @nox.session
@@ -39,3 +43,12 @@ def docs(session: nox.Session) -> None:
         "-e", ".[kubernetes,aws]", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-click>=0.8"
     )
     session.run("mkdocs", "build", "--strict")
+
+
+@nox.session(venv_backend="none")
+def install(session: nox.Session) -> None:
+    """`pip install .[aws,gcp]` with stock pip in a fresh venv, under a time limit (PIP_INSTALL_LIMIT).
+
+    Takes no posargs: `./dev test ARGS` hands pytest's arguments to every session.
+    """
+    session.run("bash", "tools/check_pip_install.sh", external=True)

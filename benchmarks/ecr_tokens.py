@@ -2,7 +2,8 @@
 
 Everything runs for real except AWS itself: moto in server mode answers ECR's control plane
 (started here), a rig registry answers as ``123456789012.dkr.ecr.us-east-1.amazonaws.com``
-(TLS + Basic, user ``AWS`` with moto's token, mapped in /etc/hosts: run as root), and each build
+(TLS + Basic, user ``AWS`` with moto's token, mapped in the run's private /etc/hosts: run as root;
+the script re-runs itself under ``tests/rig/isolate.py``), and each build
 is ``ImageBuildEngine.build(ImageSpec(...))`` through the library's builder and the ``docker-cli``
 inner builder against a private dockerd. Calls are counted by moto's request recorder, so calls
 from every process count.
@@ -108,6 +109,9 @@ def _quiet(log_path: Path) -> Iterator[None]:
 
 
 def main() -> int:
+    from rig.isolate import ensure_isolated
+
+    ensure_isolated()  # the ECR name goes into a private /etc/hosts, never the machine's
     from provider_rig import wait_until_daemon_resolves
     from rig import CertificateAuthority, DockerEngine, Registry, hosts_entries
     from rig.moto_server import MotoServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._errors import AuthenticationError, AuthorizationError, ConfigurationError, RegistryError
+from ._errors import AuthenticationError, AuthorizationError, ConfigurationError, RegistryError, RegistryUnavailable
 from ._lookup import lookup, parse_target, registry_for
 from ._reference import RegistryPrefix
 
@@ -87,7 +87,7 @@ def check(target: str, *, push: bool = True) -> CheckReport:
             steps.append(CheckStep("login", True, "credentials accepted"))
             steps.append(CheckStep("push scope" if push else "pull scope", False, str(err)))
             return report
-        except AuthenticationError as err:
+        except AuthenticationError as err:  # includes a 401 without a challenge: a refusal, never "auth none"
             steps.append(CheckStep("login", False, str(err)))
             return report
         except RegistryError as err:
@@ -102,6 +102,9 @@ def check(target: str, *, push: bool = True) -> CheckReport:
         if reference is not None:
             try:
                 digest = client.manifest_digest(repository, reference)
+            except RegistryUnavailable as err:  # the tag was never judged: a server or network problem
+                steps.append(CheckStep("reachable", False, str(err)))
+                return report
             except RegistryError as err:
                 steps.append(CheckStep("tag exists", False, str(err)))
                 return report

@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._declaration import PrivateRegistry, not_declaring
+from pydantic import ValidationError
+
+from ._declaration import PrivateRegistry, describe_value, not_declaring, validation_message
 from ._errors import ConfigurationError
 from .providers import PROVIDERS
 
@@ -36,6 +38,8 @@ _REGISTRY_KEYS = {
     "insecure",
     "ca_file",
     "builder",
+    "pin_digest",
+    "platforms",
 }
 
 
@@ -62,7 +66,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: TOMLDecodeError, bytes that are not UTF-8
         raise ConfigurationError(f"cannot read {path}: {err}") from None
 
 
@@ -81,15 +85,25 @@ def build_registry(entry: dict[str, Any], origin: str, base_dir: Path | None = N
             )
     if "prefix" not in entry:
         raise ConfigurationError(f"{origin}: a registry entry has no 'prefix'")
+    bad_keys = [k for k in entry if not isinstance(k, str)]  # JSON and TOML keys are; a dict from code may not be
+    if bad_keys:
+        raise ConfigurationError(f"{origin}: keys must be strings, got {bad_keys!r}")
     fields = {k: v for k, v in entry.items() if k in _REGISTRY_KEYS}
     rest = {k: v for k, v in entry.items() if k not in _REGISTRY_KEYS and k != "provider"}
     kind = entry.get("provider")
+    known = ", ".join(sorted(PROVIDERS))
     if kind is not None:
+        if not isinstance(kind, str):
+            raise ConfigurationError(
+                f"{origin}: provider must be a string naming a provider ({known}), got {describe_value(kind)}"
+            )
         if kind not in PROVIDERS:
-            raise ConfigurationError(f"{origin}: unknown provider {kind!r}; known: {', '.join(sorted(PROVIDERS))}")
+            raise ConfigurationError(f"{origin}: unknown provider {kind!r}; known: {known}")
         try:
             fields["provider"] = PROVIDERS[kind](**rest)
-        except ValueError as err:
+        except ValidationError as err:
+            raise ConfigurationError(f"{origin}: provider {kind!r} options: {validation_message(err)}") from None
+        except (TypeError, ValueError) as err:
             raise ConfigurationError(f"{origin}: provider {kind!r} options: {err}") from None
     elif rest:
         raise ConfigurationError(f"{origin}: unknown keys {sorted(rest)} for registry {entry['prefix']!r}")
@@ -98,16 +112,19 @@ def build_registry(entry: dict[str, Any], origin: str, base_dir: Path | None = N
     try:
         with not_declaring():
             return PrivateRegistry(**fields)
-    except ValueError as err:  # ConfigurationError, or pydantic's ValidationError for a wrong type
+    except ValueError as err:  # ConfigurationError (pydantic's ValidationError is turned into one)
         raise ConfigurationError(f"{origin}: {err}") from None
 
 
-def _from_env(value: str) -> list[dict[str, Any]]:
+def _from_env(value: str) -> list[Any]:
+    """The env var's entries, unchecked (:func:`build_registry` checks each and names it)."""
     value = value.strip()
+    if value.startswith("{"):
+        raise ConfigurationError(f"{ENV_REGISTRIES} must be a JSON list of registry objects: wrap the object in [...]")
     if value.startswith("["):
         try:
             entries = json.loads(value)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise ConfigurationError(f"{ENV_REGISTRIES} is not valid JSON: {err}") from None
         if not isinstance(entries, list):
             raise ConfigurationError(f"{ENV_REGISTRIES} must be a JSON list of registry objects")

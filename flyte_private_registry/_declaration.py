@@ -7,6 +7,7 @@ core to a layer above it, so declaring a registry never loads ``kubernetes`` (a 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,10 +16,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from ._errors import ConfigurationError
-from ._reference import ImageReference, InvalidReference, RegistryPrefix
+from ._platform import parse_platforms
+from ._reference import ImageReference, InvalidReference, RegistryPrefix, kubernetes_name_problem
 from .credentials import DockerConfigKeychain, EnvKeychain, Keychain, Resolution, StaticKeychain, resolve
 from .providers import GenericProvider, Provider, provider_for_host
 from .providers._constructors import ProviderConstructors
@@ -31,9 +33,9 @@ if TYPE_CHECKING:
     from .pull._preflight import PreflightReport, SecretSource
     from .pull._refresher import Refresher
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: POSIX shell variable names, matched whole (``fullmatch``) and ASCII only.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _UNSAFE = re.compile(r"[^a-z0-9.-]+")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 _declaring: ContextVar[bool] = ContextVar("_declaring", default=True)
@@ -194,17 +196,106 @@ class PullSide:
         )
 
 
+#: Declaration keys that hold plain text, and the two that hold secrets (never echoed in a message).
+_TEXT_KEYS = (
+    "username",
+    "username_env",
+    "password_env",
+    "pull_secret",
+    "pull_username",
+    "pull_password_env",
+    "builder",
+)
+_SECRET_KEYS = ("password", "pull_password")
+_ENV_KEYS = ("username_env", "password_env", "pull_password_env")
+
+
+def describe_value(value: object, *, secret: bool = False) -> str:
+    """``int 5``: the type and (unless secret) the repr, so a stray newline or a wrong type is visible."""
+    return type(value).__name__ if secret else f"{type(value).__name__} {value!r}"
+
+
+def validation_message(err: ValidationError, *, secret_keys: Sequence[str] = _SECRET_KEYS) -> str:
+    """pydantic's error wall as one line per field: ``insecure: Input should be a valid boolean, got str 'x'``."""
+    lines = []
+    for problem in err.errors(include_url=False):
+        key = ".".join(str(part) for part in problem["loc"]) or "value"
+        secret = any(part in secret_keys for part in problem["loc"])
+        lines.append(f"{key}: {problem['msg']}, got {describe_value(problem.get('input'), secret=secret)}")
+    return "; ".join(lines)
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """Wrong types first, each named with the key and the expected type (a config file gives anything)."""
+    unknown = sorted(key for key in data if key not in PrivateRegistry.model_fields)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(PrivateRegistry.model_fields)}"
+        )
+    prefix = data.get("prefix")
+    if prefix is not None and not isinstance(prefix, str):
+        raise ConfigurationError(
+            f"prefix must be a string such as 'harbor.example.com/ml', got {describe_value(prefix)}"
+        )
+    for key in _TEXT_KEYS:
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{key} must be a string, got {describe_value(value)}")
+    for key in _SECRET_KEYS:
+        value = data.get(key)
+        if value is not None and not isinstance(value, (str, SecretStr)):
+            raise ConfigurationError(f"{key} must be a string, got {describe_value(value, secret=True)}")
+    for flag in ("insecure", "pin_digest"):
+        value = data.get(flag)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigurationError(f"{flag} must be true or false, got {describe_value(value)}")
+    ca_file = data.get("ca_file")
+    if ca_file is not None and not isinstance(ca_file, (str, os.PathLike)):
+        raise ConfigurationError(f"ca_file must be a path (a string), got {describe_value(ca_file)}")
+    provider = data.get("provider")
+    if provider is not None and not isinstance(provider, Provider):
+        raise ConfigurationError(
+            "provider must be a Provider such as EcrProvider() (or use PrivateRegistry.ecr(...)), "
+            f"got {describe_value(provider)}"
+        )
+    keychains = data.get("keychains")
+    if isinstance(keychains, Iterable) and not isinstance(keychains, (str, bytes, Mapping)):
+        keychains = data["keychains"] = tuple(keychains)  # a generator is read once, here
+    if keychains is not None and (
+        not isinstance(keychains, tuple) or not all(isinstance(k, Keychain) for k in keychains)
+    ):
+        raise ConfigurationError(
+            "keychains must be a list of Keychain objects (each with .name and .resolve()), "
+            f"got {describe_value(keychains)}"
+        )
+
+
+def _name_fix(value: str, valid: Callable[[str], bool]) -> str:
+    """The usual fix for a name that is almost right: surrounding whitespace or upper case."""
+    if value != value.strip() and valid(value.strip()):
+        return f"; remove the surrounding whitespace ({value.strip()!r})"
+    if value != value.lower() and valid(value.lower()):
+        return f"; use lower case ({value.lower()!r})"
+    return ""
+
+
 def _check_arguments(data: dict[str, Any]) -> None:
     """Reject bad declarations with a plain ``ConfigurationError`` (pydantic would wrap it)."""
+    _check_types(data)
     try:
         data["prefix"] = str(RegistryPrefix.parse(data.get("prefix", "")))
     except InvalidReference as err:
         raise ConfigurationError(str(err)) from None
     prefix = data["prefix"]
-    for key in ("username_env", "password_env", "pull_password_env"):
+    for key in _ENV_KEYS:
         value = data.get(key)
-        if value is not None and not _ENV_NAME.match(value):
-            raise ConfigurationError(f"{key}={value!r} for {prefix} is not an environment variable name")
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            fix = _name_fix(value, lambda v: _ENV_NAME.fullmatch(v) is not None)
+            raise ConfigurationError(
+                f"{key}={value!r} for {prefix} is not an environment variable name "
+                f"(ASCII letters, digits and '_', not starting with a digit){fix}"
+            )
     if data.get("password") is not None and data.get("password_env") is not None:
         raise ConfigurationError(f"{prefix}: give password= or password_env=, not both")
     if data.get("username") is not None and data.get("username_env") is not None:
@@ -224,11 +315,19 @@ def _check_arguments(data: dict[str, Any]) -> None:
             f"{prefix}: a read-only pull credential needs both pull_username= and pull_password(_env)="
         )
     secret = data.get("pull_secret")
-    if secret is not None and (len(secret) > 253 or not _K8S_NAME.match(secret)):
+    problem = kubernetes_name_problem(secret) if secret is not None else None
+    if problem is not None:
+        fix = _name_fix(secret, lambda v: kubernetes_name_problem(v) is None)
         raise ConfigurationError(
-            f"pull_secret={secret!r} for {prefix} is not a Kubernetes object name "
-            "(lower-case letters, digits, '-' and '.', starting and ending alphanumeric)"
+            f"pull_secret={secret!r} for {prefix} is not a Kubernetes object name: it {problem}{fix}"
         )
+    platforms = data.get("platforms")
+    if platforms is not None:  # "linux/amd64,linux/arm64" or a list; () turns the platform check off
+        if not isinstance(platforms, (str, list, tuple)):
+            raise ConfigurationError(
+                f"platforms must be a list such as ['linux/amd64'], got {describe_value(platforms)}"
+            )
+        data["platforms"] = tuple(str(p) for p in parse_platforms(platforms))
     ca_file = data.get("ca_file")
     if ca_file is not None and not Path(ca_file).is_file():
         raise ConfigurationError(f"ca_file {ca_file} for {prefix} does not exist")
@@ -259,12 +358,19 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
     ca_file: Path | None = None
     builder: str | None = None
     keychains: tuple[Keychain, ...] = ()
+    #: Serialize tasks as ``name:tag@sha256:...`` (the digest checked at registration); see docs/digests.md.
+    pin_digest: bool = True
+    #: Platforms the cluster runs these images on; ``None``: each ImageSpec's ``platform``; ``()``: no check.
+    platforms: tuple[str, ...] | None = None
 
     def __init__(self, prefix: str | None = None, /, **data: Any) -> None:
         if prefix is not None:
             data["prefix"] = prefix
         _check_arguments(data)
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as err:  # a type _check_arguments does not know: still one readable line
+            raise ConfigurationError(f"{data['prefix']}: {validation_message(err)}") from None
 
     @model_validator(mode="before")
     @classmethod

@@ -16,6 +16,8 @@ def parse_target(target: str) -> RegistryPrefix | ImageReference:
     are not turned into ``library/`` images and mixed-case owners are lower-cased as ImageSpec does.
     """
     text = target.strip().rstrip("/")
+    if "://" in text:  # the prefix parser's "drop the scheme" message, not "malformed host 'https:'"
+        return RegistryPrefix.parse(text)
     if looks_like_host(text.split("/", 1)[0].lower()):
         try:
             return RegistryPrefix.parse(text)

@@ -27,10 +27,13 @@ NOT_FOUND = "credentials not found in native keychain"
 _DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io"})
 
 _LABEL = r"(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])"
-_HOST_RE = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?$")
-_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+# Every pattern is matched with ``fullmatch`` and ``re.ASCII``: ``$`` would accept a trailing
+# newline and ``\w`` any Unicode letter, neither of which docker or the registry accepts.
+_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[(?P<ipv6>[0-9a-f:.]+)\])(?::(?P<port>[0-9]{{1,5}}))?", re.ASCII)
+#: The distribution spec's path component: lower-case alphanumerics joined by '.', '_', '__' or dashes.
+_PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}", re.ASCII)
 
 _PREFIX_FORMS = (
     "expected host[:port][/path], for example 'harbor.example.com/ml', 'localhost:5000', "
@@ -63,7 +66,11 @@ def docker_config_key(host: str) -> str:
 
 
 def server_to_host(server: str) -> str:
-    """Canonical host of a docker config key or helper ServerURL (``https://h:1/v1/`` -> ``h:1``)."""
+    """Canonical host of a docker config key or helper ServerURL (``https://h:1/v1/`` -> ``h:1``).
+
+    Never raises for a string: config keys are whatever the user's file holds, and a key that
+    names no host simply matches nothing.
+    """
     server = server.strip().lower()
     server = re.sub(r"^[a-z][a-z0-9+.-]*://", "", server)
     return canonical_host(server.split("/", 1)[0])
@@ -72,7 +79,8 @@ def server_to_host(server: str) -> str:
 def hostname(host: str) -> str:
     """``host[:port]`` without the port (brackets of IPv6 literals removed)."""
     if host.startswith("["):
-        return host[1 : host.index("]")]
+        end = host.find("]")
+        return host[1:end] if end > 0 else host[1:]
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
@@ -92,10 +100,38 @@ def looks_like_host(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost" or component.startswith("[")
 
 
+#: Docker's limit on ``host/repository`` (reference.NameTotalLengthMax).
+_NAME_MAX = 255
+
+
+def _require_ascii_text(value: object, what: str) -> str:
+    """The value as a string, or :class:`InvalidReference` saying why it cannot be one of ours.
+
+    Surrounding whitespace is refused rather than stripped: ``"regcred\n"`` from a template or a
+    heredoc is a mistake docker and Kubernetes would refuse later, with a worse message.
+    """
+    if not isinstance(value, str):
+        raise InvalidReference(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    if not value.isascii():
+        bad = next(ch for ch in value if not ch.isascii())
+        raise InvalidReference(
+            f"{what} {value!r} contains the non-ASCII character {bad!r}; registry names are ASCII only"
+        )
+    if value != value.strip():
+        raise InvalidReference(f"{what} {value!r} has leading or trailing whitespace; remove it")
+    return value
+
+
 def _check_host(host: str, original: str) -> str:
-    match = _HOST_RE.match(host)
+    match = _HOST_RE.fullmatch(host)
     if not match:
         raise InvalidReference(f"malformed registry host {host!r} in {original!r}: {_PREFIX_FORMS}")
+    literal = match.group("ipv6")
+    if literal is not None:
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise InvalidReference(f"{literal!r} in {original!r} is not an IPv6 address") from None
     port = match.group("port")
     if port is not None and not 0 < int(port) < 65536:
         raise InvalidReference(f"port {port} of {original!r} is out of range 1-65535")
@@ -104,11 +140,17 @@ def _check_host(host: str, original: str) -> str:
 
 def _check_path(parts: list[str], original: str) -> str:
     for part in parts:
-        if not _PATH_COMPONENT_RE.match(part):
-            raise InvalidReference(
-                f"malformed repository path component {part!r} in {original!r}: components are "
-                "lower-case letters and digits, separated by '.', '_', '__' or '-'"
-            )
+        if _PATH_COMPONENT_RE.fullmatch(part):
+            continue
+        fix = (
+            f"; use lower case ({part.lower()!r}), as the distribution spec requires"
+            if _PATH_COMPONENT_RE.fullmatch(part.lower())
+            else ""
+        )
+        raise InvalidReference(
+            f"malformed repository path component {part!r} in {original!r}: components are "
+            f"lower-case ASCII letters and digits, separated by '.', '_', '__' or '-'{fix}"
+        )
     return "/".join(parts)
 
 
@@ -123,9 +165,10 @@ class RegistryPrefix:
     def parse(cls, value: str, *, require_host: bool = True) -> RegistryPrefix:
         """Parse a prefix; ``require_host=False`` accepts ImageSpec's ``"acme"`` (Docker Hub) form."""
         original = value
-        if not isinstance(value, str) or not value.strip():
+        if value is None or (isinstance(value, str) and not value.strip()):
             raise InvalidReference(f"empty registry prefix: {_PREFIX_FORMS}")
-        value = value.strip().lower()
+        # ASCII first: lower() folds some non-ASCII letters (the Kelvin sign) into ASCII ones.
+        value = _require_ascii_text(value, "registry prefix").lower()
         if "://" in value:
             raise InvalidReference(
                 f"registry prefix {original!r} has a URL scheme; drop it "
@@ -172,19 +215,26 @@ class ImageReference:
 
     @classmethod
     def parse(cls, value: str) -> ImageReference:
+        """Parse ``[host/]repository[:tag][@digest]``; anything docker would refuse is :class:`InvalidReference`."""
         original = value
-        value = value.strip()
+        value = _require_ascii_text(value, "image reference")
         digest = None
         if "@" in value:
             value, digest = value.split("@", 1)
-            if not _DIGEST_RE.match(digest):
-                raise InvalidReference(f"malformed digest {digest!r} in image {original!r}")
+            if not _DIGEST_RE.fullmatch(digest):
+                raise InvalidReference(
+                    f"malformed digest {digest!r} in image {original!r}: expected algorithm:hex, e.g. 'sha256:' "
+                    "followed by 64 hex digits"
+                )
         tag = None
         last = value.rsplit("/", 1)[-1]
         if ":" in last:
             value, tag = value.rsplit(":", 1)
-            if not _TAG_RE.match(tag):
-                raise InvalidReference(f"malformed tag {tag!r} in image {original!r}")
+            if not _TAG_RE.fullmatch(tag):
+                raise InvalidReference(
+                    f"malformed tag {tag!r} in image {original!r}: tags are 1-128 ASCII letters, digits, "
+                    "'_', '.' and '-', not starting with '.' or '-'"
+                )
         parts = value.split("/")
         if len(parts) > 1 and looks_like_host(parts[0].lower()):
             host, rest = _check_host(parts[0].lower(), original), parts[1:]
@@ -192,7 +242,10 @@ class ImageReference:
             host, rest = DOCKER_HUB, parts
         if is_docker_hub(host) and len(rest) == 1:
             rest = ["library", *rest]
-        return cls(host=host, repository=_check_path(rest, original), tag=tag, digest=digest)
+        repository = _check_path(rest, original)
+        if len(host) + 1 + len(repository) > _NAME_MAX:
+            raise InvalidReference(f"image name in {original!r} is longer than docker's {_NAME_MAX} characters")
+        return cls(host=host, repository=repository, tag=tag, digest=digest)
 
     @property
     def reference(self) -> str:
@@ -229,6 +282,6 @@ def kubernetes_name_problem(value: object, *, label: bool = False) -> str | None
     if len(value) > limit:
         return f"is longer than {limit} characters"
     if pattern.fullmatch(value) is None:
-        allowed = "'-'" if label else "'-' and '.'"
-        return f"may hold only lower-case ASCII letters, digits and {allowed}, starting and ending alphanumeric"
+        allowed = "digits and '-'" if label else "digits, '-' and '.'"
+        return f"may hold only lower-case ASCII letters, {allowed}, starting and ending alphanumeric"
     return None

@@ -29,6 +29,30 @@ from rig import (
     TokenServer,
     UserSpec,
 )
+from rig.isolate import IsolationError, ensure_isolated
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Re-run this pytest in private namespaces (``rig/isolate.py``) when root and not there yet.
+
+    The rig maps provider names in /etc/hosts and binds fixed loopback ports, so a plain
+    ``pytest`` would break concurrent runs. Without root it goes on: the rig then refuses to
+    touch /etc/hosts and says how to run.
+    """
+    if os.geteuid() != 0:
+        return
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    def before_exec() -> None:
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)
+        print("conftest: re-running pytest in private mount/network namespaces (tests/rig/isolate.py)", file=sys.stderr)
+
+    try:
+        ensure_isolated(before_exec)
+    except IsolationError as exc:
+        print(f"conftest: not isolated ({exc}); tests that map hostnames will refuse to run", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,12 @@ def _guard_real_docker_config(
     after = _snapshot(real)
     if after != before:
         pytest.fail(f"the test modified the real {real} (before: {sorted(before)}, after: {sorted(after)})")
+
+
+@pytest.fixture(autouse=True)
+def _private_token_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own ``$XDG_CACHE_HOME``: tokens cached on disk by one test never serve another."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
 
 
 @pytest.fixture(autouse=True)

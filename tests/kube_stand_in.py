@@ -3,7 +3,8 @@
 This is NOT a cluster and it validates nothing: no Kubernetes can run on the test machine. It
 exists so the library's apply and Secret-read paths go through the real ``kubernetes`` client
 (configuration, URL building, JSON bodies, content types, status codes) against something that
-answers like the API server does for namespaced objects: GET, POST (201 / 409 AlreadyExists /
+answers like the API server does for namespaced objects: GET (one object, or a list: Events,
+Pods), POST (201 / 409 AlreadyExists /
 404 for a missing namespace), PUT with resourceVersion checks (409 Conflict), PATCH with a JSON
 merge patch. Manifests themselves are validated separately with ``kubernetes-validate``.
 """
@@ -103,6 +104,9 @@ class StandInApi:
         key = (namespace, plural, name or (body or {}).get("metadata", {}).get("name", ""))
         with self._lock:
             existing = self.objects.get(key)
+            if method == "GET" and not name:  # a list (events, pods): every object of that kind in the namespace
+                items = [copy.deepcopy(o) for (ns, kind, _), o in self.objects.items() if (ns, kind) == key[:2]]
+                return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
             if method == "GET":
                 if existing is None:
                     return 404, _status(404, "NotFound", f'{plural} "{name}" not found')

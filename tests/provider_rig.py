@@ -1,10 +1,11 @@
 """Stand-ins for provider registries: a rig registry answering under the provider's own hostname.
 
-``serve_as("ghcr.io", ...)`` maps the name to a 127.0.0.x address in /etc/hosts, serves a TLS
-registry there (Bearer tokens from a rig token server, or htpasswd Basic like ECR) with a
-certificate from the session CA, and waits until dockerd resolves the name. The library then
-runs unchanged: provider inference from the host, the provider's keychains, the temporary docker
-config keyed by host, the credential helper, the v2 client with TLS verified against ``ca_file``.
+``serve_as("ghcr.io", ...)`` maps the name to a 127.0.0.x address in the run's private /etc/hosts
+(``rig/isolate.py``), serves a TLS registry there (Bearer tokens from a rig token server, or
+htpasswd Basic like ECR) with a certificate from the session CA, and waits until dockerd resolves
+the name. The library then runs unchanged: provider inference from the host, the provider's
+keychains, the temporary docker config keyed by host, the credential helper, the v2 client with
+TLS verified against ``ca_file``.
 
 What differs from the real service is said where it matters: docker treats 127.0.0.0/8 as an
 insecure range, so the daemon does not verify these certificates (the Python client does), and
@@ -52,7 +53,7 @@ def wait_until_daemon_resolves(engine: DockerEngine, reference_host: str, timeou
     """Block until dockerd resolves ``reference_host`` through /etc/hosts.
 
     Go's resolver in dockerd re-reads /etc/hosts at most every 5 s, so a name mapped a moment ago
-    may still be unknown to it. A probe pull tells: any answer but "no such host" means resolved.
+    may still be unknown to it. A probe pull tells: any answer but a failed lookup means resolved.
     """
     deadline = time.monotonic() + timeout
     probe = f"{reference_host}/fpr-probe/probe:none"
@@ -60,7 +61,9 @@ def wait_until_daemon_resolves(engine: DockerEngine, reference_host: str, timeou
     while time.monotonic() < deadline:
         result = engine.docker("pull", probe, check=False, timeout=60)
         last = (result.stderr or result.stdout).strip()
-        if "no such host" not in last and "server misbehaving" not in last:
+        # Inside isolate.py's network namespace a name missing from /etc/hosts fails with
+        # "dial tcp: lookup <name> on <dns>: ... network is unreachable", not "no such host".
+        if not any(text in last for text in ("no such host", "server misbehaving", "dial tcp: lookup ")):
             return
         time.sleep(0.25)
     raise AssertionError(f"dockerd still cannot resolve {reference_host} after {timeout:.0f}s: {last}")
@@ -143,8 +146,8 @@ def image_spec(registry: str, name: str | None = None) -> ImageSpec:
 
 
 def split_image(image: str) -> tuple[str, str]:
-    """``host/repo:tag`` -> (repository, tag)."""
+    """``host/repo:tag`` or the pinned ``host/repo:tag@sha256:...`` -> (repository, tag)."""
     from flyte_private_registry._reference import ImageReference
 
     ref = ImageReference.parse(image)
-    return ref.repository, ref.reference
+    return ref.repository, ref.tag or ref.reference

@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from provider_rig import wait_until_daemon_resolves
 from rig import (
     CertificateAuthority,
     DockerEngine,
@@ -32,6 +36,7 @@ from rig import (
     hosts_entries,
     wait_for_port,
 )
+from rig.isolate import ETC_HOSTS, isolation_problem, outer_mount_namespace_fd
 
 if TYPE_CHECKING:
     from conftest import RegistryUsers
@@ -460,15 +465,85 @@ def test_hosts_entries_adds_and_removes_exactly_its_block(tmp_path: Path) -> Non
     assert hosts.read_text() == original
 
 
+def run_outside(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` in the mount namespace the run was launched from (the machine's, for ``./dev test``)."""
+    fd = outer_mount_namespace_fd()
+    if fd is None:
+        pytest.fail("no handle on the launcher's mount namespace: run the tests with `./dev test`", pytrace=False)
+    return subprocess.run(
+        ["nsenter", f"--mount=/proc/self/fd/{fd}", "--", *args],
+        pass_fds=(fd,), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+# Calls the real hosts writer with the file writes stubbed out, so a broken guard cannot touch
+# the machine's /etc/hosts even while this test proves the guard.
+_HOSTS_WRITER_PROBE = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from rig import hosts
+writes = []
+hosts._rewrite = lambda path, edit: writes.append(str(path))
+try:
+    with hosts.hosts_entries({{"refusal-probe.example": "127.0.0.9"}}):
+        pass
+except PermissionError as exc:
+    print("REFUSED:", exc)
+print("WRITES:", writes)
+"""
+
+
+def test_run_is_isolated_with_a_private_hosts_file() -> None:
+    assert isolation_problem() is None
+    outside = run_outside("stat", "-L", "--format=%d:%i", "/proc/self/ns/mnt", str(ETC_HOSTS))
+    assert outside.returncode == 0, outside.stderr
+    outer_ns, outer_hosts = outside.stdout.split()
+    own = Path("/proc/self/ns/mnt").stat()
+    hosts = ETC_HOSTS.stat()
+    assert outer_ns != f"{own.st_dev}:{own.st_ino}"
+    assert outer_hosts != f"{hosts.st_dev}:{hosts.st_ino}"
+
+
+@pytest.mark.parametrize("where", ["machine namespace", "unmarked process"])
+def test_hosts_writer_refuses_outside_the_private_namespace(where: str) -> None:
+    if where == "machine namespace":
+        result = run_outside(sys.executable, "-c", _HOSTS_WRITER_PROBE)
+    else:
+        env = {k: v for k, v in os.environ.items() if k != "FPR_RIG_ISOLATION"}
+        result = subprocess.run(
+            [sys.executable, "-c", _HOSTS_WRITER_PROBE], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert "REFUSED: refusing to edit the machine's /etc/hosts" in result.stdout, result.stdout + result.stderr
+    assert "`./dev test`" in result.stdout
+    assert "WRITES: []" in result.stdout
+
+
+def test_killed_isolated_run_leaves_the_machines_hosts_untouched() -> None:
+    """A run killed with SIGKILL mid-way: its hosts entry and private copy vanish with its namespace."""
+    before = run_outside("cat", str(ETC_HOSTS))
+    launcher = Path(__file__).resolve().parent / "rig" / "isolate.py"
+    # The launcher ($PPID) and its command both die with SIGKILL, with the entry in place.
+    script = "echo '127.0.0.9 killed-run.example' >> /etc/hosts && grep -q killed-run /etc/hosts && kill -9 $PPID $$"
+    killed = run_outside(sys.executable, str(launcher), "sh", "-c", script)
+    assert killed.returncode in (-9, 137), killed.stderr
+    after = run_outside("cat", str(ETC_HOSTS))
+    assert before.returncode == after.returncode == 0
+    assert after.stdout == before.stdout and "killed-run.example" not in after.stdout
+    assert not list(Path("/tmp").glob("fpr-isolated-*/hosts"))
+
+
 @pytest.fixture
-def ecr_like_registry(rig_dir: Path, token_server: TokenServer, ca: CertificateAuthority) -> Iterator[Registry]:
-    """The token registry served as ECR's hostname on 127.0.0.42:443 via /etc/hosts."""
+def ecr_like_registry(
+    rig_dir: Path, token_server: TokenServer, ca: CertificateAuthority, docker_engine: DockerEngine
+) -> Iterator[Registry]:
+    """The token registry served as ECR's hostname on 127.0.0.42:443 via the run's private /etc/hosts."""
     with hosts_entries({ECR_HOST: "127.0.0.42"}):
         registry = Registry.start_token(
             rig_dir / f"ecr-{uuid.uuid4().hex[:6]}", token_server, ca, host="127.0.0.42", port=443,
             hostnames=[ECR_HOST],
         )  # fmt: skip
         try:
+            wait_until_daemon_resolves(docker_engine, ECR_HOST)  # dockerd caches /etc/hosts for up to 5 s
             yield registry
         finally:
             registry.stop()
@@ -487,6 +562,9 @@ def test_registry_under_provider_hostname(
     assert registry.host == ECR_HOST
     assert registry.bind == "127.0.0.42:443"
     assert socket.gethostbyname(ECR_HOST) == "127.0.0.42"
+    assert ECR_HOST in ETC_HOSTS.read_text()
+    machine_hosts = run_outside("cat", str(ETC_HOSTS))
+    assert machine_hosts.returncode == 0 and ECR_HOST not in machine_hosts.stdout  # the mapping is ours alone
     response = httpx.get(f"https://{ECR_HOST}/v2/", verify=ca.ssl_context())
     assert response.status_code == 401
 

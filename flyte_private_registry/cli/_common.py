@@ -22,6 +22,7 @@ from .._errors import (
     PreflightError,
     PushVerificationError,
     RegistryError,
+    RegistryUnavailable,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -45,6 +46,8 @@ def emit_json(data: Any) -> None:
 
 
 def exit_code_for(error: BaseException) -> int:
+    if isinstance(error, RegistryUnavailable):  # 429/5xx after the retries, timeouts: nothing was judged
+        return EXIT_UNREACHABLE
     if isinstance(error, (ConfigurationError, ValueError, MissingExtra)):
         return EXIT_USAGE
     if isinstance(
@@ -70,8 +73,21 @@ def handle_errors(func: F) -> F:
             detail = f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
             err.print(f"[red]error:[/red] {escape(detail)}")
             sys.exit(EXIT_USAGE)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click reports these itself
+        except Exception as error:  # a bug: say where, never a traceback (its locals could hold a secret)
+            err.print(f"[red]internal error:[/red] {type(error).__name__} at {_where(error)}; please report it")
+            sys.exit(EXIT_UNREACHABLE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _where(error: BaseException) -> str:
+    """``file:line`` of the innermost frame: enough for a bug report, without the message or locals."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 def import_declarations(target: str) -> None:

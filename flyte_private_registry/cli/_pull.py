@@ -2,6 +2,10 @@
 
 Credentials only ever go to a file the user names (written 0600) or to stdout when asked with
 ``--stdout``; summaries list kinds, namespaces and names, never data.
+
+Before a credential is written anywhere, ``secret render`` and ``secret apply`` log in to its
+registry with exactly that credential and pull scope (``--no-verify`` skips it): a wrong password
+would otherwise reach the cluster and surface only as ``ImagePullBackOff`` on the first pod.
 """
 
 from __future__ import annotations
@@ -86,6 +90,13 @@ def _object_options(func: F) -> F:
                 is_flag=True,
                 help="Emit a static Secret from a short-lived token anyway (it will expire).",
             ),
+            click.option(
+                "--no-verify",
+                "no_verify",
+                is_flag=True,
+                help="Do not log in to the registries with the credentials first (e.g. a registry this machine "
+                "cannot reach).",
+            ),
         )
     ):
         func = option(func)
@@ -123,7 +134,9 @@ def _build(
     refresher: str | None,
     role_arn: str | None,
     allow_short_lived: bool,
+    no_verify: bool,
 ) -> Any:
+    """Render the objects; unless ``no_verify``, prove every credential they hold before returning them."""
     from ..pull._objects import cluster_objects
     from ..pull._refresher import CronJobRefresher, ExternalSecretsRefresher
 
@@ -134,8 +147,9 @@ def _build(
         chosen = CronJobRefresher(role_arn=role_arn) if role_arn else CronJobRefresher()
     elif refresher == "external-secrets":
         chosen = ExternalSecretsRefresher()
-    return cluster_objects(
-        _registries(registries),
+    declared = _registries(registries)
+    objects = cluster_objects(
+        declared,
         projects=projects,
         domains=domains or DEFAULT_DOMAINS,
         namespaces=namespaces,
@@ -145,6 +159,70 @@ def _build(
         refresher=chosen,
         allow_short_lived=allow_short_lived,
     )
+    if not no_verify:
+        _verify(objects, declared)
+    return objects
+
+
+def _verify(objects: Any, registries: list[Any]) -> None:
+    """Log in to each registry with the exact credential its Secret holds, pull scope; raise if refused.
+
+    The credential is read back from the rendered ``.dockerconfigjson``, not resolved again, so
+    what is proven is what would be stored. A refusal is an ``AuthenticationError`` or
+    ``AuthorizationError`` (exit 1), an unreachable registry a ``RegistryError`` (exit 3); both
+    say how to skip the check. Refreshed Secrets (ECR) hold no credential yet: nothing to prove.
+    """
+    import base64
+
+    from pydantic import SecretStr
+
+    from .._check import probe_repository
+    from .._errors import AuthenticationError, AuthorizationError, RegistryError
+    from .._reference import docker_config_key
+    from ..credentials import Credential, Resolution
+    from ..pull._dockerconfigjson import DOCKERCONFIGJSON_KEY, parse
+
+    proven: set[tuple[str, str, str]] = set()
+    for document in objects.documents:
+        if not document.sensitive or document.kind != "Secret":
+            continue
+        entries = {e.key: e for e in parse(base64.b64decode(document.manifest["data"][DOCKERCONFIGJSON_KEY]))}
+        sources = document.manifest["metadata"].get("annotations", {}).get("flyte-private-registry/credential-sources")
+        for registry in registries:
+            entry = entries.get(docker_config_key(registry.reference.canonical_host))
+            if registry.pull_secret_name != document.name or entry is None:
+                continue
+            key = (document.name, registry.registry, entry.key)
+            if key in proven:
+                continue  # the same Secret in the next namespace: same credential
+            credential = Credential(
+                entry.username, SecretStr(entry.password.get_secret_value()), source=sources or "the pull secret"
+            )
+            resolution = Resolution(resource=registry.reference, credential=credential, attempts=())
+            err.print(
+                f"verifying the credential for Secret {escape(document.name)} against {escape(registry.registry)}"
+            )
+            try:
+                with registry.client(actions=("pull",), resolution=resolution) as client:
+                    client.login(probe_repository(registry.reference))
+            except RegistryError as error:
+                if isinstance(error, (AuthenticationError, AuthorizationError)):
+                    kind: type[RegistryError] = (
+                        AuthorizationError if isinstance(error, AuthorizationError) else AuthenticationError
+                    )
+                    advice = "Nothing was written. Fix the credential, or pass --no-verify to skip this check."
+                else:
+                    kind = RegistryError
+                    advice = (
+                        "Nothing was written. Check the registry's address and this machine's network, or pass "
+                        "--no-verify to write it unchecked."
+                    )
+                raise kind(
+                    f"not storing the credential for {registry.registry} in Secret {document.name}: {error} {advice}",
+                    host=error.host,
+                    status=error.status,
+                ) from None
+            proven.add(key)
 
 
 def _summary(objects: Any) -> None:
@@ -193,12 +271,22 @@ def render(output: Path | None, to_stdout: bool, **options: Any) -> None:
 @secret.command("apply")
 @_object_options
 @click.option("--create-namespaces", is_flag=True, help="Create missing namespaces.")
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Merge our registry's entry into a Secret (or PodTemplate) of the same name that someone else "
+    "created, keeping everything else in it. Without it such an object is refused and left untouched.",
+)
 @json_option
 @handle_errors
-def apply(create_namespaces: bool, as_json: bool, **options: Any) -> None:
-    """Create or update the objects in the current kubeconfig context (idempotent; needs the kubernetes extra)."""
+def apply(create_namespaces: bool, adopt: bool, as_json: bool, **options: Any) -> None:
+    """Create or update the objects in the current kubeconfig context (idempotent; needs the kubernetes extra).
+
+    Updates only objects it created; never removes what another writer put in an object.
+    """
     objects = _build(**options)
-    results = objects.apply(create_namespaces=create_namespaces)  # ClusterError -> exit 3 via handle_errors
+    # ClusterError (e.g. a Secret someone else created, without --adopt) -> exit 3 via handle_errors
+    results = objects.apply(create_namespaces=create_namespaces, adopt=adopt)
     if as_json:
         emit_json([{"kind": r.kind, "namespace": r.namespace, "name": r.name, "action": r.action} for r in results])
         return

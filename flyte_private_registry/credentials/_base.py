@@ -8,7 +8,6 @@ and the "why not" is kept so ``explain`` can show it.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,11 +24,16 @@ def encode_basic(username: str, password: str) -> str:
     return base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def decode_basic(value: str) -> tuple[str, str] | None:
-    """The inverse of :func:`encode_basic`; ``None`` for anything else (strict base64, a ':' inside)."""
+def decode_basic(value: object) -> tuple[str, str] | None:
+    """The inverse of :func:`encode_basic`; ``None`` for anything else (strict base64, a ':' inside).
+
+    Takes whatever a config file holds: a non-string or non-ASCII value is ``None`` too, not an error.
+    """
+    if not isinstance(value, str):
+        return None
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError and non-ASCII text are all ValueErrors
         return None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else None

@@ -1,14 +1,22 @@
 """A small client for the registry HTTP API v2: challenge, token, manifest HEAD.
 
-The 401 -> challenge -> token -> retry dance lives in :class:`_RegistryAuth.auth_flow` and reads
-top to bottom, httpx style. Tokens are cached per scope, so a sweep over 100 tags of one
-repository costs one token fetch. Answers are exists / missing / an error: never "assume".
+Built for registries and proxies that misbehave. Every answer is read through one primitive
+(:meth:`RegistryClient._exchange`) that streams bodies under a size cap, follows a few redirects,
+retries 429/502/503/504 and dropped connections under a :class:`RetryPolicy`, and stops at the
+operation's wall-clock deadline (enforced on every socket read, so a server dripping a byte a
+second cannot hold a call). Only the library's errors leave, each scrubbed of the password, its
+Basic form and any token. The 401 -> challenge -> token -> retry dance is
+:meth:`RegistryClient._request` and reads top to bottom. Tokens are cached per scope, so a sweep
+over 100 tags of one repository costs one token fetch. Answers are exists / missing / an error:
+never "assume".
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import math
 import re
 import ssl
 import threading
@@ -16,16 +24,28 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import quote, quote_plus
 
+import httpcore
 import httpx
 
-from .._errors import AuthenticationError, AuthorizationError, RegistryError
+from .._errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConfigurationError,
+    FlytePrivateRegistryError,
+    RegistryError,
+    RegistryUnavailable,
+)
 from .._reference import api_host, is_loopback
 from ..credentials import Credential
 from ..credentials._base import encode_basic
+from ._retry import RETRY_STATUSES, Deadline, RetryPolicy, parse_retry_after
+from ._tls import context_for
+from ._token_cache import TokenCache, scope_atoms
 
 MANIFEST_ACCEPT = ", ".join(
     (
@@ -36,15 +56,35 @@ MANIFEST_ACCEPT = ", ".join(
     )
 )
 _USER_AGENT = "flyte-private-registry"
-_TOKEN_MARGIN_SECONDS = 10.0
 _DEFAULT_TOKEN_SECONDS = 60.0
+_MAX_TOKEN_SECONDS = 24 * 3600.0
+#: Body caps: an error body is only mined for a message, a token answer is a few KiB of JSON.
+ERROR_BODY_CAP = 64 * 1024
+TOKEN_BODY_CAP = 1024 * 1024
+#: Manifests and image configs are JSON; distribution itself refuses manifests over 4 MiB.
+MANIFEST_BODY_CAP = 4 * 1024 * 1024
+BLOB_JSON_CAP = 4 * 1024 * 1024
+MAX_REDIRECTS = 5
+#: Scope parameters per token request: several repositories in one request, the URL kept under ~8 KiB.
+MAX_SCOPE_CHARS = 6000
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REPO_PATH = re.compile(r"^/v2/(?P<name>.+)/(?:manifests|blobs|tags|referrers)(?:/.*)?$")
-_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+_TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
+_SCHEME = re.compile(rf"({_TCHAR}+)(?:[ \t]+|$)")
+_PARAM = re.compile(rf'({_TCHAR}+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^",\s]+))')
+_NEXT_CHALLENGE = re.compile(rf"{_TCHAR}+[ \t]+{_TCHAR}+[ \t]*=")
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+#: Anything that looks like a credential in server text, even one this client never sent.
+_AUTH_VALUE = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9._~+/=-]{16,}")
+#: Network failures worth another try; a refused connection, DNS or TLS failure is not.
+_RETRYABLE = (httpx.TimeoutException, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 #: Turns (action, status) into a provider-specific sentence, e.g. GHCR's ``write:packages``.
 RefusalHint = Callable[[str, int], "str | None"]
 
 
+# -- parsing (pure, property-tested) -----------------------------------------------------------
 @dataclass(frozen=True)
 class Challenge:
     """A parsed ``WWW-Authenticate`` header (scheme lower-cased; ``none`` when the API is open)."""
@@ -53,26 +93,73 @@ class Challenge:
     params: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, header: str | None) -> Challenge:
-        if not header:
+    def parse(cls, header: str | None, *, host: str = "") -> Challenge:
+        """RFC 7235's first challenge; a header we cannot read is a :class:`RegistryError` naming the problem."""
+        text = (header or "").strip()
+        if not text:
             return cls("none")
-        scheme, _, rest = header.strip().partition(" ")
-        params = {
-            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3) for m in _PARAM.finditer(rest)
-        }
-        return cls(scheme.lower(), params)
+
+        def malformed(problem: str) -> NoReturn:
+            raise RegistryError(
+                f"registry {host or '(unknown)'} sent a malformed WWW-Authenticate header ({problem}): {text[:120]!r}",
+                host=host,
+            )
+
+        match = _SCHEME.match(text)
+        if match is None:
+            malformed("it does not start with an auth scheme")
+        scheme, pos, params = match.group(1).lower(), match.end(), {}
+        while pos < len(text):
+            while pos < len(text) and text[pos] in " \t,":
+                pos += 1
+            if pos >= len(text):
+                break
+            param = _PARAM.match(text, pos)
+            if param is None:
+                if params and _NEXT_CHALLENGE.match(text, pos):
+                    break  # a second challenge (several headers joined by ", "): the first one wins
+                malformed(f"unreadable parameter at character {pos}")
+            name = param.group(1).lower()
+            if name in params:
+                malformed(f"parameter {name!r} appears twice")
+            quoted = param.group(2)
+            params[name] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else param.group(3)
+            pos = param.end()
+            while pos < len(text) and text[pos] in " \t":
+                pos += 1
+            if pos < len(text) and text[pos] != ",":
+                malformed(f"expected ',' after parameter {name!r} at character {pos}")
+        return cls(scheme, params)
 
 
 @dataclass(frozen=True)
-class LoginResult:
-    """What a credential check proved: the auth scheme, and the actions granted where knowable."""
+class TokenGrant:
+    """What a token service answered: the token, how long to trust it, and any refresh token (to scrub)."""
 
-    scheme: str
-    granted: frozenset[str] | None
+    token: str
+    lifetime: float
+    refresh_token: str | None = None
 
 
-def _scope(repository: str, actions: Iterable[str]) -> str:
-    return f"repository:{repository}:{','.join(actions)}"
+def parse_token_response(body: bytes, *, service: str = "token service") -> TokenGrant:
+    """Read a token endpoint's JSON; anything that is not a usable token is a :class:`RegistryError`."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise RegistryError(f"{service} did not answer JSON") from None
+    if not isinstance(payload, dict):
+        raise RegistryError(f"{service} answered JSON {type(payload).__name__}, not an object with a token")
+    token = payload.get("token") or payload.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise RegistryError(f"{service} answered without a token (keys: {sorted(map(str, payload))[:8]})")
+    if not _HEADER_SAFE.match(token) or len(token) > TOKEN_BODY_CAP:
+        raise RegistryError(f"{service} answered a token that cannot be sent in an HTTP header")
+    raw = payload.get("expires_in")
+    lifetime = _DEFAULT_TOKEN_SECONDS
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw) and raw > 0:
+        lifetime = min(float(raw), _MAX_TOKEN_SECONDS)
+    refresh = payload.get("refresh_token")
+    return TokenGrant(token, lifetime, refresh if isinstance(refresh, str) and refresh else None)
 
 
 def _granted_actions(token: str, repository: str) -> frozenset[str] | None:
@@ -83,7 +170,7 @@ def _granted_actions(token: str, repository: str) -> frozenset[str] | None:
     try:
         padded = parts[1] + "=" * (-len(parts[1]) % 4)
         claims = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     access = claims.get("access") if isinstance(claims, dict) else None
     if not isinstance(access, list):
@@ -91,15 +178,19 @@ def _granted_actions(token: str, repository: str) -> frozenset[str] | None:
     actions: set[str] = set()
     for entry in access:
         if isinstance(entry, dict) and entry.get("type") == "repository" and entry.get("name") == repository:
-            actions.update(a for a in entry.get("actions") or [] if isinstance(a, str))
+            listed = entry.get("actions")
+            if isinstance(listed, list):
+                actions.update(a for a in listed if isinstance(a, str))
     return frozenset(actions)
 
 
-def _server_message(response: httpx.Response) -> str:
-    """The registry's own error code/message, short; never a header or a token."""
+def _server_message(body: bytes, content_type: str = "") -> str:
+    """The registry's own error code/message, short; the caller scrubs it."""
     try:
-        payload = response.json()
-    except ValueError:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        if content_type.startswith("text/plain"):
+            return " ".join(body[:200].decode("utf-8", "replace").split())
         return ""
     if isinstance(payload, dict):
         errors = payload.get("errors")
@@ -111,68 +202,210 @@ def _server_message(response: httpx.Response) -> str:
     return ""
 
 
+def _scope(repository: str, actions: Iterable[str]) -> str:
+    return f"repository:{repository}:{','.join(actions)}"
+
+
+def _covered(token: str, asked: frozenset[str]) -> frozenset[str]:
+    """What a token may be used for: what was asked, narrowed to what a JWT says it grants.
+
+    A token service may answer 200 with less than asked (some repositories of a batch, or pull
+    without push); remembering only the granted part sends those repositories their own request.
+    """
+    narrowed = set()
+    for atom in asked:
+        kind, _, rest = atom.partition(":")
+        name, _, action = rest.rpartition(":")
+        if kind != "repository":
+            narrowed.add(atom)
+            continue
+        granted = _granted_actions(token, name)
+        if granted is None:
+            return asked  # opaque token: cannot tell, trust the request (a refusal later sends it again)
+        if action in granted:
+            narrowed.add(atom)
+    return frozenset(narrowed)
+
+
+def _origin(url: httpx.URL) -> str:
+    """``host:port`` as users write it, so two services on one host are told apart."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{url.port}" if url.port else host
+
+
+# -- TLS ---------------------------------------------------------------------------------------
 #: Where docker itself looks for per-registry CAs (``<host[:port]>/*.crt``): trust what docker trusts.
 DOCKER_CERTS_DIR = Path("/etc/docker/certs.d")
 
 
 def trust_for(host: str, ca_file: Path | str | None = None) -> ssl.SSLContext:
-    """TLS trust like docker's: the system store, certifi, docker's ``certs.d`` for the host, ``ca_file``.
+    """TLS trust like docker's: the system store, docker's ``certs.d`` for the host, and ``ca_file``.
 
     httpx alone would trust only certifi, so a registry on an internal CA that docker pushes to
-    would fail every existence check.
+    would fail every existence check. One context per trust (certs.d files, ``ca_file``) per
+    process: building one costs 40-80 ms when the system bundle is parsed, and a ``pyflyte`` run
+    talks to the same registries again and again.
     """
-    context = ssl.create_default_context()  # system store; honours SSL_CERT_FILE / SSL_CERT_DIR
-    try:
-        import certifi
-
-        context.load_verify_locations(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with httpx
-        pass
-    for extra in sorted((DOCKER_CERTS_DIR / host).glob("*.crt")):
-        context.load_verify_locations(cafile=str(extra))
-    if ca_file is not None:
-        context.load_verify_locations(cafile=str(ca_file))
-    return context
+    return context_for(DOCKER_CERTS_DIR, host, ca_file)
 
 
-class _RegistryAuth(httpx.Auth):
-    """Basic or Bearer auth, chosen by the registry's challenge, with tokens cached per scope."""
+# -- the wall-clock deadline, enforced on every socket operation --------------------------------
+_local = threading.local()
 
-    requires_response_body = True
+
+def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
+    """Shrink a socket timeout to what is left of this thread's deadline (httpx's are per read)."""
+    at = getattr(_local, "deadline", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise expired("the operation's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, bounded, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _install_deadlines(client: httpx.Client) -> None:
+    """Route the client's sockets through :class:`_DeadlineBackend` (env proxies included).
+
+    httpx has no public hook for the network backend; if its internals move, the per-chunk
+    deadline check in :meth:`RegistryClient._read` still bounds body reads.
+    """
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+
+
+class _Expired(Exception):
+    """An attempt ran past its share of the deadline (raised between chunks of a dripping body)."""
+
+
+@dataclass
+class _Unreachable(Exception):
+    """Transport failure after the retries: mapped to :class:`RegistryUnavailable` by the caller."""
+
+    url: str
+    cause: Exception
+    attempts: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A response, fully read (up to a cap) and closed; nothing streams past the call that made it."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    url: httpx.URL
+    attempts: int = 1
+    elapsed: float = 0.0
+    truncated: bool = False
+    undecodable: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry served it: media type, content digest and the parsed JSON.
+
+    ``is_index`` tells an OCI index / Docker manifest list (one entry per platform) from a
+    single-platform manifest, whose platform is in its config blob.
+    """
+
+    media_type: str
+    digest: str
+    document: dict[str, Any]
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in _INDEX_TYPES or (not self.media_type and "manifests" in self.document)
+
+
+_INDEX_TYPES = frozenset(
+    {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What a credential check proved: the auth scheme, and the actions granted where knowable."""
+
+    scheme: str
+    granted: frozenset[str] | None
+
+
+class _CachedAuth(httpx.Auth):
+    """Adds the cached Basic/Bearer header to ad-hoc requests on ``client._http`` (uploads in tests).
+
+    The client's own calls set headers themselves and never read a body through httpx's auth.
+    """
 
     def __init__(self, client: RegistryClient) -> None:
         self._client = client
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        client = self._client
-        scope = client.scope_for(request.url.path)
-        client.authorize(request, scope)
-        response = yield request
-        if response.status_code != 401:
-            return
-        challenge = Challenge.parse(response.headers.get("www-authenticate"))
-        if challenge.params.get("error") == "insufficient_scope":
-            return
-        if challenge.scheme == "basic":
-            if client.credential is None or request.headers.get("authorization", "").startswith("Basic"):
-                return  # nothing to offer, or already refused
-            client.scheme = "basic"
-            client.authorize(request, scope)
-            yield request
-        elif challenge.scheme == "bearer":
-            client.scheme = "bearer"
-            client.challenge = challenge
-            token_response = yield client.token_request(challenge, scope)
-            client.accept_token(token_response, scope)
-            client.authorize(request, scope)
-            yield request
+        match = _REPO_PATH.match(request.url.path)
+        scope = _scope(match.group("name"), self._client.actions) if match else None
+        self._client.authorize(request.headers, scope)
+        yield request
 
 
 class RegistryClient:
     """Talks to one registry host with one credential.
 
     ``actions`` are asked for in every token (``("pull", "push")`` during a build) so a single
-    token serves the pre-flight, the existence check and the post-push verification.
+    token serves the pre-flight, the existence check and the post-push verification. ``timeout``
+    bounds one HTTP attempt (wall clock); ``retry`` bounds the attempts and each operation.
     """
 
     def __init__(
@@ -185,27 +418,41 @@ class RegistryClient:
         timeout: float = 10.0,
         actions: tuple[str, ...] = ("pull",),
         refusal_hint: RefusalHint | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.host = host
         self.api_host = api_host(host)
         self.credential = credential
         self.actions = actions
+        self.retry = retry or RetryPolicy()
         self.scheme: str | None = None  # "basic" | "bearer" | "none", learnt from the challenge
         self.challenge: Challenge | None = None
+        self._timeout = max(timeout, 0.1)
         # A CA file means the user expects TLS: verify it and never fall back to plain HTTP.
         self._insecure = (insecure or is_loopback(host)) and ca_file is None
+        # Only a declaration may let credentials travel in clear text to a token service.
+        self._declared_insecure = insecure
         self._refusal_hint = refusal_hint
-        self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._base_url: str | None = None
-        verify: ssl.SSLContext | bool = False if self._insecure else trust_for(self.api_host, ca_file)
+        # tokens and the /v2/ challenge, shared with later processes through the disk cache
+        self._cache = TokenCache(self.api_host, credential)
+        self._endpoint_from_cache = False
+        self._secrets: set[str] = set()
+        if credential is not None:
+            self._remember_secret(credential.password.get_secret_value(), user=credential.username)
+        try:
+            verify: ssl.SSLContext | bool = False if self._insecure else trust_for(self.api_host, ca_file)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigurationError(f"cannot load TLS trust for registry {host} (ca_file={ca_file}): {err}") from None
         self._http = httpx.Client(
-            auth=_RegistryAuth(self),
+            auth=_CachedAuth(self),
             verify=verify,
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+            timeout=httpx.Timeout(self._timeout, connect=min(5.0, self._timeout)),
             headers={"User-Agent": _USER_AGENT},
-            follow_redirects=True,
+            follow_redirects=False,
         )
+        _install_deadlines(self._http)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -221,70 +468,150 @@ class RegistryClient:
         user = self.credential.username if self.credential else None
         return f"RegistryClient(host={self.host!r}, user={user!r}, scheme={self.scheme!r})"
 
-    # -- auth plumbing used by _RegistryAuth -------------------------------------------------
+    # -- secrets -----------------------------------------------------------------------------
+    def _remember_secret(self, secret: str, *, user: str | None = None) -> None:
+        """Every form a secret can take in an echoed header, body or URL."""
+        if not secret:
+            return
+        forms = {secret, quote(secret, safe=""), quote_plus(secret)}
+        if user is not None:
+            basic = encode_basic(user, secret)
+            forms |= {basic, basic.rstrip("="), base64.urlsafe_b64encode(f"{user}:{secret}".encode()).decode()}
+        with self._lock:
+            self._secrets |= {form for form in forms if form}
+
+    def _scrub(self, text: str) -> str:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return _AUTH_VALUE.sub(r"\1\2***", text)
+
+    def _fail(self, kind: type[RegistryError], text: str, status: int | None = None) -> RegistryError:
+        """Every error leaves through here: scrubbed, naming the registry and who was asking."""
+        if self._who() not in text:
+            text = f"{text} (as {self._who()})"
+        return kind(self._scrub(text), host=self.host, status=status)
+
+    # -- auth plumbing ---------------------------------------------------------------------
     def scope_for(self, path: str) -> str | None:
         match = _REPO_PATH.match(path)
         return _scope(match.group("name"), self.actions) if match else None
 
-    def authorize(self, request: httpx.Request, scope: str | None) -> None:
+    def authorize(self, headers: httpx.Headers | dict[str, str], scope: str | None) -> None:
         if self.scheme == "basic" and self.credential is not None and not self.credential.identity_token:
             basic = encode_basic(self.credential.username, self.credential.password.get_secret_value())
-            request.headers["Authorization"] = f"Basic {basic}"
+            headers["Authorization"] = f"Basic {basic}"
         elif self.scheme == "bearer":
             token = self._cached_token(scope or "")
             if token:
-                request.headers["Authorization"] = f"Bearer {token}"
+                headers["Authorization"] = f"Bearer {token}"
 
     def _cached_token(self, scope: str) -> str | None:
-        with self._lock:
-            entry = self._tokens.get(scope)
-        if entry and entry[1] > time.monotonic():
-            return entry[0]
-        return None
+        """A live token asked for (at least) ``scope``: by this client, a batch request, or an earlier process."""
+        found = self._cache.find(scope_atoms([scope] if scope else []))
+        if found is None:
+            return None
+        self._remember_secret(found.value)  # a token read from disk is scrubbed like one fetched now
+        return found.value
 
-    def token_request(self, challenge: Challenge, scope: str | None) -> httpx.Request:
-        realm = challenge.params.get("realm")
-        if not realm:
-            raise RegistryError(f"registry {self.host} sent a Bearer challenge without a realm", host=self.host)
-        params = {"service": challenge.params.get("service", "")}
-        if scope:
-            params["scope"] = scope
-        credential = self.credential
-        if credential is None:  # anonymous token, as for public repositories
-            return self._http.build_request("GET", realm, params=params)
-        if credential.identity_token:
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": credential.password.get_secret_value(),
-                "client_id": _USER_AGENT,
-                **params,
-            }
-            return self._http.build_request("POST", realm, data=form)
-        basic = encode_basic(credential.username, credential.password.get_secret_value())
-        headers = {"Authorization": f"Basic {basic}"}
-        return self._http.build_request("GET", realm, params=params, headers=headers)
-
-    def accept_token(self, response: httpx.Response, scope: str | None) -> str:
-        if response.status_code in (401, 403):
-            raise self._refused(response, "log in", token_host=response.request.url.host)
-        if response.status_code != 200:
-            raise RegistryError(
-                f"token service {response.request.url.host} for {self.host} answered HTTP "
-                f"{response.status_code} {_server_message(response)}".rstrip(),
-                host=self.host,
-                status=response.status_code,
-            )
+    def _challenge(self, headers: httpx.Headers) -> Challenge | None:
+        """The 401's challenge; ``None`` when there is none (a refusal, not an open door)."""
+        header = headers.get("www-authenticate")
+        if header is None or not header.strip():
+            return None
         try:
-            payload: dict[str, Any] = response.json()
-        except ValueError:
-            raise RegistryError(f"token service for {self.host} did not answer JSON", host=self.host) from None
-        token = payload.get("token") or payload.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise RegistryError(f"token service for {self.host} answered without a token", host=self.host)
-        lifetime = float(payload.get("expires_in") or _DEFAULT_TOKEN_SECONDS)
-        with self._lock:
-            self._tokens[scope or ""] = (token, time.monotonic() + max(lifetime - _TOKEN_MARGIN_SECONDS, 1.0))
-        return token
+            challenge = Challenge.parse(header, host=self.host)
+        except RegistryError as err:
+            raise self._fail(RegistryError, str(err)) from None
+        if challenge.scheme == "bearer" and not challenge.params.get("realm"):
+            raise self._fail(
+                RegistryError,
+                f"registry {self.host} sent a malformed WWW-Authenticate header (a Bearer challenge without a realm): "
+                f"{header.strip()[:120]!r}",
+            )
+        return challenge
+
+    def _realm(self, challenge: Challenge) -> httpx.URL:
+        """The token endpoint, refused if it is not an http(s) URL or would carry a secret in clear text."""
+        realm = challenge.params.get("realm", "")
+        try:
+            url = httpx.URL(realm)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise self._fail(
+                RegistryError, f"registry {self.host} sent a Bearer challenge whose realm {realm[:120]!r} is not a URL"
+            )
+        if (
+            url.scheme == "http"
+            and self.credential is not None
+            and (self._base_url or "").startswith("https://")
+            and not self._declared_insecure
+        ):
+            raise self._fail(
+                RegistryError,
+                f"registry {self.host} (https) sends logins to a plain-http token service {_origin(url)}; "
+                f"refusing to send {self._who()}'s credentials unencrypted. Declare the registry "
+                "insecure=True only if that network is trusted.",
+            )
+        return url
+
+    def _fetch_token(
+        self, challenge: Challenge, scope: str | None, deadline: Deadline, *, scopes: list[str] | None = None
+    ) -> str:
+        """One token request for ``scope`` (or for all of ``scopes`` at once: the token spec allows several)."""
+        realm = self._realm(challenge)
+        service = f"token service {_origin(realm)}"
+        wanted = list(scopes) if scopes else ([scope] if scope else [])
+        params: list[tuple[str, str]] = [("service", challenge.params.get("service", ""))]
+        params += [("scope", s) for s in wanted]
+        credential = self.credential
+        try:
+            if credential is None:  # anonymous token, as for public repositories
+                answer = self._exchange("GET", realm, params=params, deadline=deadline, cap=TOKEN_BODY_CAP)
+            elif credential.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": credential.password.get_secret_value(),
+                    "client_id": _USER_AGENT,
+                    "service": challenge.params.get("service", ""),
+                }
+                if wanted:
+                    form["scope"] = " ".join(wanted)  # OAuth2 form: one space-separated value
+                answer = self._exchange("POST", realm, data=form, deadline=deadline, cap=TOKEN_BODY_CAP)
+            else:
+                basic = encode_basic(credential.username, credential.password.get_secret_value())
+                headers = {"Authorization": f"Basic {basic}"}
+                answer = self._exchange(
+                    "GET", realm, params=params, headers=headers, deadline=deadline, cap=TOKEN_BODY_CAP
+                )
+        except _Unreachable as failure:
+            raise self._unreachable(failure, "fetch a token", where=service) from None
+        return self._accept_token(answer, wanted, service)
+
+    def _accept_token(self, answer: _Answer, scopes: list[str], service: str) -> str:
+        if answer.status in (401, 403):
+            raise self._refused(answer, "log in", service=service)
+        if answer.status != 200:
+            raise self._unexpected(answer, "fetch a token", where=service)
+        if answer.undecodable:
+            raise self._fail(
+                RegistryError,
+                f"{service} for {self.host} sent a token body that cannot be decoded "
+                f"(Content-Encoding {answer.headers.get('content-encoding', '?')!r})",
+            )
+        if answer.truncated:
+            raise self._fail(RegistryError, f"{service} for {self.host} answered more than {TOKEN_BODY_CAP} bytes")
+        try:
+            grant = parse_token_response(answer.body, service=f"{service} for {self.host}")
+        except RegistryError as err:
+            raise self._fail(RegistryError, str(err)) from None
+        self._remember_secret(grant.token)
+        if grant.refresh_token:
+            self._remember_secret(grant.refresh_token)
+        self._cache.add(grant.token, _covered(grant.token, scope_atoms(scopes)), grant.lifetime)
+        return grant.token
 
     # -- errors ----------------------------------------------------------------------------
     def _who(self) -> str:
@@ -292,149 +619,518 @@ class RegistryClient:
             return "anonymous access"
         return f"user {self.credential.username!r} (credentials from {self.credential.source})"
 
-    def _scrub(self, text: str) -> str:
-        if self.credential is not None:
-            secret = self.credential.password.get_secret_value()
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    def _refused(self, response: httpx.Response, action: str, *, token_host: str | None = None) -> RegistryError:
-        status = response.status_code
-        where = f" (token service {token_host})" if token_host and token_host != self.api_host else ""
-        said = _server_message(response)
-        insufficient = "insufficient_scope" in response.headers.get("www-authenticate", "")
-        denied = status == 403 or insufficient
+    def _refused(self, answer: _Answer, action: str, *, service: str | None = None) -> RegistryError:
+        status = answer.status
+        where = f" ({service})" if service else ""
+        said = _server_message(answer.body, answer.headers.get("content-type", ""))
+        header = answer.headers.get("www-authenticate", "")
+        try:
+            challenge: Challenge | None = Challenge.parse(header)
+        except RegistryError:
+            challenge = None
+        error = challenge.params.get("error", "") if challenge else ""
+        denied = status == 403 or error == "insufficient_scope"
         if denied:
             text = f"registry {self.host}{where} does not allow {self._who()} to {action}: HTTP {status}"
         else:
             text = f"registry {self.host}{where} refused {self._who()}: HTTP {status}"
+        if not header.strip() and status == 401 and service is None:
+            text += " without a WWW-Authenticate challenge"
         if said:
             text += f" ({said})"
+        elif challenge and challenge.params.get("error_description"):
+            text += f" ({challenge.params['error_description'][:200]})"
         hint = self._refusal_hint(action, status) if self._refusal_hint else None
         text += ". " + (
             hint
             or "Check the password or token and its scopes; "
             f"`flyte-private-registry explain {self.host}` shows where the credentials come from."
         )
-        error_type = AuthorizationError if denied else AuthenticationError
-        return error_type(self._scrub(text), host=self.host, status=status)
+        return self._fail(AuthorizationError if denied else AuthenticationError, text, status)
+
+    def _unexpected(self, answer: _Answer, what: str, *, where: str | None = None) -> RegistryError:
+        """A status that is neither yes, no nor a refusal; 429/5xx (after the retries) mean unavailable."""
+        status = answer.status
+        said = _server_message(answer.body, answer.headers.get("content-type", ""))
+        source = where or f"registry {self.host}"
+        text = f"{source} answered HTTP {status} when asked to {what} as {self._who()}"
+        if status in RETRY_STATUSES or status >= 500:
+            text += f", {answer.attempts} attempt(s) in {answer.elapsed:.1f} s"
+            if said:
+                text += f" ({said})"
+            return self._fail(RegistryUnavailable, text + "; try again later", status)
+        if said:
+            text += f" ({said})"
+        return self._fail(RegistryError, text, status)
+
+    def _unreachable(self, failure: _Unreachable, what: str, *, where: str | None = None) -> RegistryError:
+        cause = failure.cause
+        reason = "deadline reached" if isinstance(cause, _Expired) else f"{type(cause).__name__}: {cause}"
+        target = where or f"registry {self.host}"
+        return self._fail(
+            RegistryUnavailable,
+            f"{target}: could not {what} as {self._who()}: {failure.url} did not answer "
+            f"({reason[:200]}) after {failure.attempts} attempt(s) in {failure.elapsed:.1f} s",
+        )
 
     @contextmanager
-    def _network(self, what: str) -> Iterator[None]:
-        """Connection failures become a ``RegistryError`` naming the host that did not answer."""
+    def _operation(self, what: str) -> Iterator[Deadline]:
+        """One public call: a fresh deadline, and anything unforeseen becomes a scrubbed ``RegistryError``."""
+        deadline = self.retry.start()
         try:
-            yield
-        except httpx.TransportError as err:
-            try:
-                where = err.request.url.host
-            except RuntimeError:
-                where = self.api_host
-            raise RegistryError(
-                f"registry {self.host}: could not {what}: {where} did not answer "
-                f"({type(err).__name__}: {self._scrub(str(err))[:200]})",
-                host=self.host,
+            yield deadline
+        except FlytePrivateRegistryError:
+            raise
+        except _Unreachable as failure:
+            raise self._unreachable(failure, what) from None
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError, ValueError, RecursionError) as err:
+            raise self._fail(
+                RegistryError, f"registry {self.host}: could not {what} as {self._who()}: {type(err).__name__}: {err}"
             ) from None
 
+    # -- the one HTTP primitive ------------------------------------------------------------
+    def _exchange(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        deadline: Deadline,
+        headers: dict[str, str] | None = None,
+        params: list[tuple[str, str]] | dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        cap: int = 0,
+    ) -> _Answer:
+        """One request with retries: 429/502/503/504 and dropped connections again, until the policy says stop.
+
+        ``cap`` bounds the body read from a 2xx answer (0: not read at all); error bodies are
+        read up to :data:`ERROR_BODY_CAP` for their message.
+        """
+        policy, started, attempt = self.retry, time.monotonic(), 0
+        while True:
+            attempt += 1
+            try:
+                answer = self._once(method, url, deadline, headers or {}, params, data, cap)
+            except (httpx.TransportError, _Expired) as err:
+                elapsed = time.monotonic() - started
+                wait = policy.delay(attempt)
+                retryable = isinstance(err, (*_RETRYABLE, _Expired))
+                if not retryable or attempt >= policy.attempts or deadline.remaining() <= wait:
+                    raise _Unreachable(str(url).split("?")[0], err, attempt, elapsed) from None
+                time.sleep(wait)
+                continue
+            elapsed = time.monotonic() - started
+            if answer.status not in RETRY_STATUSES:
+                return replace(answer, attempts=attempt, elapsed=elapsed)
+            wait = policy.delay(attempt, parse_retry_after(answer.headers.get("retry-after")))
+            if attempt >= policy.attempts or deadline.remaining() <= wait:
+                return replace(answer, attempts=attempt, elapsed=elapsed)
+            time.sleep(wait)
+
+    def _once(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        deadline: Deadline,
+        headers: dict[str, str],
+        params: list[tuple[str, str]] | dict[str, str] | None,
+        data: dict[str, str] | None,
+        cap: int,
+    ) -> _Answer:
+        """One attempt: at most ``timeout`` seconds of wall clock (and never past the deadline)."""
+        at = min(deadline.at, time.monotonic() + self._timeout)
+        headers = dict(headers)
+        _local.deadline = at
+        try:
+            for hop in range(MAX_REDIRECTS + 1):
+                left = at - time.monotonic()
+                if left <= 0:
+                    raise _Expired()
+                timeout = httpx.Timeout(left, connect=min(5.0, left))
+                request = self._http.build_request(
+                    method, url, headers=headers, params=params, data=data, timeout=timeout
+                )
+                response = self._http.send(request, stream=True, auth=None)
+                try:
+                    location = response.headers.get("location")
+                    if response.status_code in _REDIRECTS and location:
+                        if hop == MAX_REDIRECTS:
+                            raise self._fail(
+                                RegistryError,
+                                f"registry {self.host}: {request.url.copy_with(query=None)} redirected more than "
+                                f"{MAX_REDIRECTS} times (a redirect loop?), last to {location[:120]!r}",
+                            )
+                        url = self._follow(request.url, location, headers)
+                        params = None  # part of the URL now
+                        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+                            method, data = "GET", None
+                        continue
+                    success = 200 <= response.status_code < 300
+                    body, truncated, undecodable = self._read(response, cap if success else ERROR_BODY_CAP, at)
+                    return _Answer(
+                        response.status_code, response.headers, body, request.url, 1, 0.0, truncated, undecodable
+                    )
+                finally:
+                    response.close()
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            _local.deadline = None
+
+    def _follow(self, current: httpx.URL, location: str, headers: dict[str, str]) -> httpx.URL:
+        try:
+            target = current.join(location)
+        except (httpx.InvalidURL, ValueError):
+            target = None
+        if target is None or target.scheme not in ("http", "https") or not target.host:
+            raise self._fail(
+                RegistryError, f"registry {self.host} redirected to {location[:120]!r}, not an http(s) URL"
+            )
+        if (target.scheme, target.host, target.port) != (current.scheme, current.host, current.port):
+            headers.pop("Authorization", None)  # credentials stay with the origin they were meant for
+        return target
+
+    @staticmethod
+    def _read(response: httpx.Response, cap: int, at: float) -> tuple[bytes, bool, bool]:
+        """At most ``cap`` decoded bytes, and never past ``at``: (body, truncated, undecodable)."""
+        if cap <= 0 or response.request.method == "HEAD":
+            return b"", False, False
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_bytes():
+                if time.monotonic() > at:
+                    raise _Expired()
+                if size + len(chunk) > cap:
+                    chunks.append(chunk[: cap - size])
+                    return b"".join(chunks), True, False
+                chunks.append(chunk)
+                size += len(chunk)
+        except httpx.DecodingError:
+            return b"".join(chunks), False, True
+        return b"".join(chunks), False, False
+
     # -- API -------------------------------------------------------------------------------
-    def _url(self, path: str) -> str:
-        if self._base_url is None:
-            self.ping()
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        scope: str | None,
+        headers: dict[str, str] | None = None,
+        cap: int = 0,
+    ) -> _Answer:
+        """The auth dance: send, and on a 401 answer the challenge (Basic, or fetch a token) and send again.
+
+        A challenge already known (from this client's ping or an earlier process) fetches the
+        token first instead of being told so by a 401; a remembered endpoint that no longer
+        answers as remembered is forgotten and the dance starts again from ``GET /v2/``.
+        """
+        try:
+            answer = self._dance(method, path, deadline=deadline, scope=scope, headers=headers, cap=cap)
+        except (_Unreachable, RegistryError):
+            if not self._endpoint_from_cache:
+                raise
+            self._forget_endpoint()
+            return self._dance(method, path, deadline=deadline, scope=scope, headers=headers, cap=cap)
+        self._endpoint_from_cache = False  # the remembered endpoint answered
+        return answer
+
+    def _dance(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        scope: str | None,
+        headers: dict[str, str] | None,
+        cap: int = 0,
+    ) -> _Answer:
+        url = self._base(deadline) + path
+        headers = dict(headers or {})
+        fetched: str | None = None
+        self.authorize(headers, scope)
+        if "Authorization" not in headers and scope and self.scheme == "bearer" and self.challenge is not None:
+            fetched = self._fetch_token(self.challenge, scope, deadline)  # saves the 401 round trip
+            headers["Authorization"] = f"Bearer {fetched}"  # even if granted less: the registry then says so
+        answer = self._exchange(method, url, headers=headers, deadline=deadline, cap=cap)
+        if answer.status != 401:
+            return answer
+        sent = headers.get("Authorization", "")
+        sent_token = sent[7:] if sent.startswith("Bearer ") else None
+        challenge = self._challenge(answer.headers)
+        if challenge is None:
+            return answer  # a refusal: the caller says so
+        if challenge.params.get("error") == "insufficient_scope":
+            if sent_token is None or sent_token == fetched or not scope or challenge.scheme != "bearer":
+                return answer  # a refusal of a token asked for exactly this: the caller says so
+            # a token asked for with others (a batch, or a wider earlier one) was granted less: ask for this alone
+            self._cache.discard(sent_token)
+            fetched = self._fetch_token(challenge, scope, deadline)
+            headers["Authorization"] = f"Bearer {fetched}"
+            return self._exchange(method, url, headers=headers, deadline=deadline, cap=cap)
+        elif challenge.scheme == "basic":
+            if self.credential is None or sent.startswith("Basic"):
+                return answer  # nothing to offer, or already refused
+            self.scheme = "basic"
+        elif challenge.scheme == "bearer":
+            if sent_token is not None:
+                self._cache.discard(sent_token)  # expired or revoked: never sent again
+            if self.challenge != challenge and self._base_url is not None:
+                self._cache.remember_endpoint(self._base_url, challenge.scheme, challenge.params)
+            self.scheme, self.challenge = "bearer", challenge
+            headers["Authorization"] = f"Bearer {self._fetch_token(challenge, scope, deadline)}"
+            return self._exchange(method, url, headers=headers, deadline=deadline, cap=cap)
+        else:
+            return answer
+        headers.pop("Authorization", None)
+        self.authorize(headers, scope)
+        return self._exchange(method, url, headers=headers, deadline=deadline, cap=cap)
+
+    def _base(self, deadline: Deadline) -> str:
+        if self._base_url is None and not self._use_remembered_endpoint():
+            self._ping(deadline)
         assert self._base_url is not None
-        return self._base_url + path
+        return self._base_url
+
+    def _use_remembered_endpoint(self) -> bool:
+        """Skip ``GET /v2/``: an earlier process learnt the base URL and the challenge (Basic/Bearer only)."""
+        remembered = self._cache.endpoint()
+        if remembered is None:
+            return False
+        if remembered.base_url.startswith("http://") and not self._insecure:
+            return False  # plain HTTP only where this client may fall back to it
+        challenge = Challenge(remembered.scheme, remembered.params)
+        if challenge.scheme == "bearer" and not challenge.params.get("realm"):
+            return False
+        self._base_url, self.challenge, self._endpoint_from_cache = remembered.base_url, challenge, True
+        if self.scheme is None:
+            self.scheme = challenge.scheme
+        return True
+
+    def _forget_endpoint(self) -> None:
+        self._cache.forget_endpoint()
+        self._base_url, self.challenge, self.scheme, self._endpoint_from_cache = None, None, None, False
+
+    def _url(self, path: str) -> str:
+        with self._operation("reach the registry") as deadline:
+            return self._base(deadline) + path
 
     def ping(self) -> Challenge:
         """``GET /v2/`` without credentials: learns the scheme (https, or http for insecure hosts)."""
+        with self._operation("reach the registry") as deadline:
+            return self._ping(deadline)
+
+    def _ping(self, deadline: Deadline) -> Challenge:
         schemes = ("https", "http") if self._insecure else ("https",)
-        last: Exception | None = None
+        tried: list[str] = []
+        last: _Unreachable | None = None
         for scheme in schemes:
             base = f"{scheme}://{self.api_host}"
             try:
-                response = self._http.get(base + "/v2/", auth=None)
-            except httpx.TransportError as err:
-                last = err
+                answer = self._exchange("GET", base + "/v2/", deadline=deadline)
+            except _Unreachable as failure:
+                tried.append(f"{base}/v2/ ({type(failure.cause).__name__}: {str(failure.cause)[:160]})")
+                last = failure
+                if isinstance(failure.cause, (*_RETRYABLE, _Expired)) and deadline.expired:
+                    break
                 continue
             self._base_url = base
-            if response.status_code == 401:
-                challenge = Challenge.parse(response.headers.get("www-authenticate"))
-            elif response.status_code == 200:
+            if answer.status == 200:
                 challenge = Challenge("none")
+            elif answer.status == 401:
+                found = self._challenge(answer.headers)
+                if found is None:
+                    raise self._fail(
+                        AuthenticationError,
+                        f"registry {self.host} answered HTTP 401 at {base}/v2/ without a WWW-Authenticate "
+                        f"challenge: it refuses {self._who()} and does not say how to log in",
+                        401,
+                    )
+                challenge = found
+            elif answer.status in RETRY_STATUSES or answer.status >= 500:
+                raise self._unexpected(answer, "answer /v2/")
             else:
-                raise RegistryError(
-                    f"{base}/v2/ answered HTTP {response.status_code}: is {self.host} a container registry?",
-                    host=self.host,
-                    status=response.status_code,
+                raise self._fail(
+                    RegistryError,
+                    f"{base}/v2/ answered HTTP {answer.status}: is {self.host} a container registry?",
+                    answer.status,
                 )
             self.challenge = challenge
+            self._endpoint_from_cache = False
             if self.scheme is None:
                 self.scheme = challenge.scheme
+            self._cache.remember_endpoint(base, challenge.scheme, challenge.params)
             return challenge
         hint = "" if self._insecure else " (for a plain-HTTP registry pass insecure=True)"
-        raise RegistryError(
-            f"cannot reach registry {self.host} at https://{self.api_host}/v2/: {type(last).__name__}: "
-            f"{self._scrub(str(last))[:200]}{hint}",
-            host=self.host,
+        attempts = f"; {last.attempts} attempt(s) in {last.elapsed:.1f} s" if last else ""
+        raise self._fail(
+            RegistryUnavailable, f"cannot reach registry {self.host} at {' or '.join(tried)}{attempts}{hint}"
         )
 
     def login(self, repository: str) -> LoginResult:
         """Prove the credential works for ``repository`` with this client's actions, before any build."""
-        challenge = self.ping()
+        with self._operation("log in") as deadline:
+            return self._login(repository, deadline)
+
+    def _login(self, repository: str, deadline: Deadline) -> LoginResult:
+        challenge = self._known_challenge(deadline)
         if challenge.scheme == "none":
             return LoginResult("none", frozenset(self.actions))
         if self.credential is None:
-            raise AuthenticationError(
+            raise self._fail(
+                AuthenticationError,
                 f"registry {self.host} requires authentication ({challenge.scheme}) and no credentials were found",
-                host=self.host,
-                status=401,
+                401,
             )
         if challenge.scheme == "basic":
-            with self._network("log in"):
-                response = self._http.get(self._url("/v2/"))
-            if response.status_code != 200:
-                raise self._refused(response, "log in")
-            return LoginResult("basic", None)
+            answer = self._request("GET", "/v2/", deadline=deadline, scope=None)
+            if answer.status == 200:
+                return LoginResult("basic", None)
+            if answer.status in (401, 403):
+                raise self._refused(answer, "log in")
+            raise self._unexpected(answer, "log in")
         if challenge.scheme != "bearer":
-            raise RegistryError(f"registry {self.host} asks for unsupported auth {challenge.scheme!r}", host=self.host)
+            raise self._fail(RegistryError, f"registry {self.host} asks for unsupported auth {challenge.scheme!r}")
         scope = _scope(repository, self.actions)
         token = self._cached_token(scope)
         if token is None:
-            with self._network("fetch a token"):
-                response = self._http.send(self.token_request(challenge, scope), auth=None)
-            token = self.accept_token(response, scope)
+            try:
+                token = self._fetch_token(challenge, scope, deadline)
+            except RegistryError:
+                if not self._endpoint_from_cache:
+                    raise
+                self._forget_endpoint()  # a remembered realm that no longer works: ask /v2/ again
+                return self._login(repository, deadline)
         granted = _granted_actions(token, repository)
         if granted is not None:
             missing = [a for a in self.actions if a not in granted]
             if missing:
                 hint = self._refusal_hint(missing[0], 403) if self._refusal_hint else None
-                raise AuthorizationError(
+                raise self._fail(
+                    AuthorizationError,
                     f"registry {self.host} authenticated {self._who()} but granted only "
                     f"{sorted(granted) or 'no access'} on {repository}, not {'/'.join(missing)}. "
                     + (hint or "Give the user push rights on that repository, or use a token that has them."),
-                    host=self.host,
-                    status=403,
+                    403,
                 )
         return LoginResult("bearer", granted)
 
+    def _known_challenge(self, deadline: Deadline) -> Challenge:
+        """The registry's challenge: this client's, an earlier process's (no request), or ``GET /v2/``'s."""
+        if self.challenge is not None or self._use_remembered_endpoint():
+            assert self.challenge is not None
+            return self.challenge
+        return self._ping(deadline)
+
     def manifest_digest(self, repository: str, reference: str) -> str | None:
-        """The manifest digest if ``repository:reference`` exists, ``None`` if the registry says 404."""
-        url = self._url(f"/v2/{repository}/manifests/{reference}")
-        with self._network(f"check {repository}:{reference}"):
-            response = self._http.head(url, headers={"Accept": MANIFEST_ACCEPT})
-        if response.status_code == 200:
-            return response.headers.get("docker-content-digest", "")
-        if response.status_code == 404:
-            return None
-        if response.status_code in (401, 403):
-            raise self._refused(response, f"pull {repository}")
-        raise RegistryError(
-            f"registry {self.host} answered HTTP {response.status_code} for {repository}:{reference}; "
-            "cannot tell whether the image exists",
-            host=self.host,
-            status=response.status_code,
-        )
+        """The manifest digest if ``repository:reference`` exists, ``None`` if the registry says 404.
+
+        Asks for a pull-only token: a pure check needs no push rights (those are proven by
+        :meth:`login`, just before a push), and a pull token is what read-only users can get.
+        A token already held that covers pull (a push token from :meth:`login`) serves too.
+        """
+        what = f"check {repository}:{reference}"
+        with self._operation(what) as deadline:
+            answer = self._request(
+                "HEAD",
+                f"/v2/{repository}/manifests/{reference}",
+                deadline=deadline,
+                scope=_scope(repository, ("pull",)),
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+            if answer.status == 200:
+                digest = answer.headers.get("docker-content-digest", "").strip()
+                return digest if _DIGEST.match(digest) else ""
+            if answer.status == 404:
+                return None
+            if answer.status in (401, 403):
+                raise self._refused(answer, f"pull {repository}")
+            if answer.status in RETRY_STATUSES or answer.status >= 500:
+                raise self._unexpected(answer, what)
+            raise self._fail(
+                RegistryError,
+                f"registry {self.host} answered HTTP {answer.status} for {repository}:{reference}; "
+                "cannot tell whether the image exists",
+                answer.status,
+            )
 
     def exists(self, repository: str, reference: str) -> bool:
         return self.manifest_digest(repository, reference) is not None
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        """The manifest ``repository:reference`` (tag or digest) as JSON; ``None`` if the registry says 404.
+
+        A GET with the same Accept list as :meth:`manifest_digest`, so an index comes back as the
+        index. Content is addressed: when ``reference`` is a sha256 digest the body must hash to it
+        (a proxy serving something else is an error, not a platform list).
+        """
+        what = f"read the manifest of {repository}:{reference}"
+        with self._operation(what) as deadline:
+            answer = self._request(
+                "GET",
+                f"/v2/{repository}/manifests/{reference}",
+                deadline=deadline,
+                scope=_scope(repository, ("pull",)),
+                headers={"Accept": MANIFEST_ACCEPT},
+                cap=MANIFEST_BODY_CAP,
+            )
+            if answer.status == 404:
+                return None
+            document = self._json_body(answer, what, f"pull {repository}", MANIFEST_BODY_CAP)
+            computed = "sha256:" + hashlib.sha256(answer.body).hexdigest()
+            header = answer.headers.get("docker-content-digest", "").strip()
+            expected = reference if _DIGEST.match(reference) else header
+            if expected.startswith("sha256:") and expected != computed:
+                raise self._fail(
+                    RegistryError,
+                    f"registry {self.host} served a manifest for {repository}:{reference} whose content hashes "
+                    f"to {computed}, not {expected}: a proxy or cache is serving other content",
+                )
+            media_type = answer.headers.get("content-type", "").split(";")[0].strip()
+            if media_type not in _INDEX_TYPES and not media_type.startswith("application/vnd."):
+                media_type = str(document.get("mediaType") or "")
+            return Manifest(media_type, header if _DIGEST.match(header) else computed, document)
+
+    def blob_json(self, repository: str, digest: str) -> dict[str, Any]:
+        """A small JSON blob (an image config) by digest, checked against its digest; a 404 is an error."""
+        what = f"read blob {digest} of {repository}"
+        with self._operation(what) as deadline:
+            answer = self._request(
+                "GET",
+                f"/v2/{repository}/blobs/{digest}",
+                deadline=deadline,
+                scope=_scope(repository, ("pull",)),
+                cap=BLOB_JSON_CAP,
+            )
+            if answer.status == 404:
+                raise self._fail(
+                    RegistryError,
+                    f"registry {self.host} has no blob {digest} in {repository} (a manifest names it)",
+                    404,
+                )
+            document = self._json_body(answer, what, f"pull {repository}", BLOB_JSON_CAP)
+            if digest.startswith("sha256:") and "sha256:" + hashlib.sha256(answer.body).hexdigest() != digest:
+                raise self._fail(
+                    RegistryError, f"registry {self.host} served blob {digest} of {repository} with other content"
+                )
+            return document
+
+    def _json_body(self, answer: _Answer, what: str, action: str, cap: int) -> dict[str, Any]:
+        """A 200 answer's JSON object; a refusal, an error status, a truncated or unreadable body raise."""
+        if answer.status in (401, 403):
+            raise self._refused(answer, action)
+        if answer.status != 200:
+            raise self._unexpected(answer, what)
+        if answer.truncated or answer.undecodable:
+            problem = f"is larger than {cap} bytes" if answer.truncated else "cannot be decoded"
+            raise self._fail(RegistryError, f"registry {self.host}: could not {what}: the answer {problem}")
+        try:
+            document = json.loads(answer.body)
+        except (ValueError, RecursionError):
+            document = None
+        if not isinstance(document, dict):
+            raise self._fail(RegistryError, f"registry {self.host}: could not {what}: the answer is not a JSON object")
+        return document
 
     def manifest_digests(
         self, repository: str, references: Iterable[str], *, workers: int = 8
@@ -451,3 +1147,59 @@ class RegistryClient:
             for ref, digest in zip(rest, digests, strict=True):
                 results[ref] = digest
         return results
+
+    def prefetch_tokens(self, repositories: Iterable[str], actions: tuple[str, ...] = ("pull",)) -> int:
+        """Tokens for every repository in as few requests as the URL allows (one for tens of repositories).
+
+        The token spec allows several ``scope`` parameters in one request; registries that grant
+        less than asked are handled where the token is used (that repository asks again alone).
+        Repositories already covered by a live token are left out. Returns the requests made.
+        """
+        with self._operation("fetch a token") as deadline:
+            challenge = self._known_challenge(deadline)
+            if challenge.scheme != "bearer":
+                return 0
+            missing = [
+                scope
+                for scope in dict.fromkeys(_scope(r, actions) for r in repositories)
+                if self._cached_token(scope) is None
+            ]
+            requests = 0
+            batch: list[str] = []
+            for scope in [*missing, None]:
+                if batch and (scope is None or sum(len(s) + 7 for s in batch) + len(scope) > MAX_SCOPE_CHARS):
+                    self._fetch_token(challenge, None, deadline, scopes=batch)
+                    requests, batch = requests + 1, []
+                if scope is not None:
+                    batch.append(scope)
+            return requests
+
+    def check_many(
+        self, images: Iterable[tuple[str, str]], *, workers: int = 8
+    ) -> dict[tuple[str, str], str | FlytePrivateRegistryError | None]:
+        """Digests of many ``(repository, reference)`` pairs: one token request, then HEADs in parallel.
+
+        Each answer is a digest, ``None`` (missing) or the library error that check raised, so
+        one refused repository does not hide the others' answers. A credential the token service
+        refuses is that error for every pair, without asking once per repository.
+        """
+        pairs = list(dict.fromkeys(images))
+        if not pairs:
+            return {}
+        try:
+            self.prefetch_tokens(repository for repository, _ in pairs)
+        except AuthenticationError as err:
+            return dict.fromkeys(pairs, err)
+        except FlytePrivateRegistryError:
+            pass  # each check below asks on its own and reports its own error
+
+        def one(pair: tuple[str, str]) -> str | FlytePrivateRegistryError | None:
+            try:
+                return self.manifest_digest(*pair)
+            except FlytePrivateRegistryError as err:
+                return err
+
+        if len(pairs) == 1:
+            return {pairs[0]: one(pairs[0])}
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pairs)))) as pool:
+            return dict(zip(pairs, pool.map(one, pairs), strict=True))

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 ACR_SUFFIXES = ("azurecr.io", "azurecr.cn", "azurecr.us")
-_ACR_HOST = re.compile(r"^(?P<name>[a-z0-9]{5,50})(?P<label>-[a-z0-9]+)?\.(?P<suffix>azurecr\.(?:io|cn|us))$")
-_NAME = re.compile(r"^[a-z0-9]{5,50}$")
+_ACR_HOST = re.compile(
+    r"^(?P<name>[a-z0-9]{5,50})(?P<label>-[a-z0-9]+)?\.(?P<suffix>azurecr\.(?:io|cn|us))\Z", re.ASCII
+)
+_NAME = re.compile(r"^[a-z0-9]{5,50}\Z", re.ASCII)
 _TIMEOUT_SECONDS = 60.0
 
 

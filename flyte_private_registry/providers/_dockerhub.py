@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 #: Docker Hub's namespace for official images; nobody outside Docker can push there.
 OFFICIAL_NAMESPACE = "library"
 _SERVER_NAMES = frozenset({DOCKER_HUB_API_HOST, "registry.hub.docker.com"})
-_NAMESPACE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_NAMESPACE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*\Z", re.ASCII)
 
 
 def dockerhub_prefix(namespace: str) -> str:

@@ -20,7 +20,9 @@ import json
 import os
 import re
 import secrets
+import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -59,11 +61,12 @@ PUSH_ACTIONS = (
 PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
-_REGION_RE = re.compile(rf"^{_REGION}$")
+_REGION_RE = re.compile(rf"^{_REGION}\Z", re.ASCII)
 _PRIVATE_HOST = re.compile(
     rf"^(?P<account>\d{{12}})\.dkr(?P<dualstack>[.-])ecr(?P<fips>-fips)?\.(?P<region>{_REGION})\."
     r"(?P<suffix>amazonaws\.com(?:\.cn)?|on\.aws|on\.amazonwebservices\.com\.cn|c2s\.ic\.gov|sc2s\.sgov\.gov"
-    r"|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$"
+    r"|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)\Z",
+    re.ASCII,
 )
 #: DNS suffix -> partition, for ARNs in error messages (GovCloud is told apart by region).
 _PARTITIONS = {
@@ -180,7 +183,7 @@ def ecr_host(account_id: str, region: str, *, fips: bool = False) -> str:
             f"account_id={account_id!r}: pass the AWS account id as a string of 12 digits "
             "(account ids may start with 0, which an int would drop)"
         )
-    if not re.fullmatch(r"\d{12}", account_id):
+    if not re.fullmatch(r"\d{12}", account_id, re.ASCII):
         raise ConfigurationError(f"account_id={account_id!r} is not a 12-digit AWS account id")
     region = region.strip().lower()
     if not _REGION_RE.match(region):
@@ -249,29 +252,57 @@ def token_cache_dir() -> Path:
 
 
 class _FileCache:
-    """One 0600 JSON file per key in a 0700 directory; written atomically.
+    """One 0600 JSON file per key in a 0700 directory of ours; written atomically.
 
-    Expired files are deleted whenever the cache is used: a lookup prunes them (and a file read
-    and found expired is deleted on the spot), and so does a write.
+    Symlink-safe: the directory is opened once with ``O_NOFOLLOW`` and checked on that descriptor
+    (a real directory, owned by us; tightened to 0700), and every file is opened, replaced and
+    deleted relative to it, never through a link. Only our own names are touched
+    (``ecr-token-<key>.json``, ``.ecr-token-<key>.<pid>.<rand>.tmp``, the lock, and the names of
+    earlier versions); anything else in the directory is left alone. Expired entries are deleted
+    whenever the cache is used (a lookup prunes them, and so does a write), and so are temporary
+    files a killed writer left behind: their token never outlives its writer for long.
     """
+
+    LOCK = "ecr-tokens.lock"
+    _KEY = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+    _ENTRY = re.compile(r"ecr-token-[A-Za-z0-9_-]{1,64}\.json|[0-9a-f]{40}\.json", re.ASCII)  # ours, then v0.1
+    _TEMP = re.compile(r"\.(?:ecr-token-[A-Za-z0-9_-]{1,64}|[0-9a-f]{40})\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp", re.ASCII)
+    #: A writer holds its temporary file for milliseconds; an older one lost its writer.
+    TEMP_GRACE = 60.0
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def _usable_dir(self) -> bool:
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = self.directory.stat()
-            if info.st_uid != os.geteuid():
-                return False
-            if info.st_mode & 0o077:
-                os.chmod(self.directory, 0o700)
-            return True
-        except OSError:
-            return False
+    @staticmethod
+    def name(key: str) -> str:
+        return f"ecr-token-{key}.json"
 
-    def _path(self, key: str) -> Path:
-        return self.directory / f"{key}.json"
+    @contextlib.contextmanager
+    def _dir(self) -> Iterator[int | None]:
+        """A descriptor of the cache directory, or ``None`` when it is not safely ours (cache off)."""
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        if not getattr(os, "O_NOFOLLOW", 0) or os.open not in os.supports_dir_fd:  # pragma: no cover - Windows
+            yield None
+            return
+        try:
+            self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.directory, 0o700)
+            fd = os.open(self.directory, flags)  # a symlink fails here (ELOOP/ENOTDIR)
+        except OSError:
+            yield None
+            return
+        try:
+            try:
+                info = os.fstat(fd)
+                usable = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+                if usable and info.st_mode & 0o077:
+                    os.fchmod(fd, 0o700)  # the descriptor is the checked directory itself, not a link's target
+            except OSError:
+                usable = False
+            yield fd if usable else None
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -281,73 +312,121 @@ class _FileCache:
         except ImportError:  # pragma: no cover - Windows: no cross-process lock, still correct
             yield
             return
-        if not self._usable_dir():
-            yield
-            return
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                yield
+                return
+            try:
+                fd = os.open(self.LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+            except OSError:
+                yield
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the lock
 
     def lookup(self, key: str, now: datetime) -> _Token | None:
         """The stored token for ``key`` (``None`` if absent or expired), after deleting every expired entry."""
         self.prune(now)
         return self.read(key, now)
 
-    def read(self, key: str, now: datetime) -> _Token | None:
-        """The token stored for ``key``; one that has expired by ``now`` is deleted, not returned."""
-        path = self._path(key)
+    @staticmethod
+    def _load(dir_fd: int, name: str) -> _Token | None:
+        """The token in ``name`` if it is a regular 0600 file of ours (links are not followed)."""
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
         except OSError:
             return None
         try:
             info = os.fstat(fd)
-            if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
                 return None  # not ours, or readable by others: do not trust it
             with os.fdopen(fd, encoding="utf-8", closefd=False) as handle:
-                token = _Token.from_json(handle.read())
+                return _Token.from_json(handle.read(1 << 16))
         except (OSError, ValueError, KeyError, TypeError):
             return None
         finally:
             os.close(fd)
-        if token.expires_at <= now:
-            with contextlib.suppress(OSError):
-                path.unlink()
+
+    @staticmethod
+    def _unlink_ours(dir_fd: int, name: str) -> None:
+        with contextlib.suppress(OSError):
+            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid == os.geteuid():
+                os.unlink(name, dir_fd=dir_fd)
+
+    def read(self, key: str, now: datetime) -> _Token | None:
+        """The token stored for ``key``; one that has expired by ``now`` is deleted, not returned."""
+        if not self._KEY.fullmatch(key):
             return None
-        return token
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return None
+            token = self._load(dir_fd, self.name(key))
+            if token is not None and token.expires_at <= now:
+                self._unlink_ours(dir_fd, self.name(key))
+                return None
+            return token
 
     def write(self, key: str, token: _Token, key_fields: dict[str, str], now: datetime) -> None:
-        if not self._usable_dir():
+        if not self._KEY.fullmatch(key):
             return
-        tmp = self.directory / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(token.to_json(key_fields))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path(key))
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            return
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return
+            tmp = f".ecr-token-{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(token.to_json(key_fields))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.name(key), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException as err:  # the temporary file never outlives a failed write
+                self._unlink_ours(dir_fd, tmp)
+                if isinstance(err, OSError):
+                    return
+                raise
         self.prune(now)
 
     def prune(self, now: datetime) -> None:
-        """Delete entries whose token has expired (or that cannot be read): nothing outlives its token."""
-        if not self._usable_dir():
-            return
-        for path in self.directory.glob("*.json"):
+        """Delete expired or unreadable entries and abandoned temporary files: nothing outlives its token."""
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return
             try:
-                expired = _Token.from_json(path.read_text(encoding="utf-8")).expires_at <= now
-            except (OSError, ValueError, KeyError, TypeError):
-                expired = True
-            if expired:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+                names = os.listdir(dir_fd)
+            except OSError:
+                return
+            wall = time.time()
+            for name in names:
+                temp = self._TEMP.fullmatch(name)
+                if temp is not None:
+                    if self._abandoned(dir_fd, name, int(temp["pid"]), wall):
+                        self._unlink_ours(dir_fd, name)
+                elif self._ENTRY.fullmatch(name):
+                    token = self._load(dir_fd, name) if name.startswith("ecr-token-") else None  # v0.1: dropped
+                    if token is None or token.expires_at <= now:
+                        self._unlink_ours(dir_fd, name)
+
+    def _abandoned(self, dir_fd: int, name: str, pid: int, wall: float) -> bool:
+        """A temporary file whose writer is gone (killed mid-write) or that is older than any write takes."""
+        try:
+            age = wall - os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime
+        except OSError:
+            return False
+        if age > self.TEMP_GRACE or pid == 0:
+            return True
+        if pid == os.getpid():
+            return False  # this process's writer (another thread, under the lock) or a failed write already removed
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
 
 # ---------------------------------------------------------------------------------------- boto3

@@ -33,10 +33,10 @@ GAR_USER = "oauth2accesstoken"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 INSTALL_HINT = "google-auth is not installed: pip install flyte-private-registry[gcp]"
 GCR_HOSTS = frozenset({"gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io"})
-_GAR_HOST = re.compile(r"^(?P<location>[a-z]+(?:-[a-z]+[0-9]+)?)-docker\.pkg\.dev$")
-_LOCATION = re.compile(r"^[a-z]+(?:-[a-z]+[0-9]+)?$")
-_PROJECT = re.compile(r"^(?:(?P<domain>[a-z0-9][a-z0-9.-]*[a-z0-9]):)?(?P<id>[a-z][a-z0-9-]{4,28}[a-z0-9])$")
-_REPOSITORY = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_GAR_HOST = re.compile(r"^(?P<location>[a-z]+(?:-[a-z]+[0-9]+)?)-docker\.pkg\.dev\Z", re.ASCII)
+_LOCATION = re.compile(r"^[a-z]+(?:-[a-z]+[0-9]+)?\Z", re.ASCII)
+_PROJECT = re.compile(r"^(?:(?P<domain>[a-z0-9][a-z0-9.-]*[a-z0-9]):)?(?P<id>[a-z][a-z0-9-]{4,28}[a-z0-9])\Z", re.ASCII)
+_REPOSITORY = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z", re.ASCII)
 _TIMEOUT_SECONDS = 30.0
 
 _ADC: dict[tuple[str | None, ...], Any] = {}

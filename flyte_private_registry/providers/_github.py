@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 GHCR_HOST = "ghcr.io"
 #: GitHub user and organisation names: letters, digits, single hyphens inside, at most 39.
-_OWNER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,38}$")
+_OWNER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,38}\Z", re.ASCII)
 
 
 def ghcr_prefix(owner: str) -> str:

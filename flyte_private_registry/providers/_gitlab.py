@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 GITLAB_COM_REGISTRY = "registry.gitlab.com"
 CI_JOB_USER = "gitlab-ci-token"
 _JOB_TOKEN_NOTE = "push only: it dies with the job, so it never goes into a pull secret"
-_GROUP = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
+_GROUP = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?\Z", re.ASCII)
 
 
 def gitlab_prefix(path: str, host: str = GITLAB_COM_REGISTRY) -> str:

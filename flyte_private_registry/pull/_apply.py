@@ -3,10 +3,16 @@
 Idempotent by construction: each object is read first, and written only when the cluster's copy
 does not already contain what we would write (``unchanged`` otherwise). Writes carry the
 ``resourceVersion`` that was read, so a concurrent change makes the API answer 409 and the object
-is re-read and retried once instead of being overwritten blindly.
+is re-read and retried once instead of being overwritten blindly; they name the field manager
+``flyte-private-registry``.
 
-Lists other people own are merged, never replaced: a ServiceAccount's ``imagePullSecrets`` and
-those of a PodTemplate we did not create only gain the missing names.
+Ownership, like ``kubectl apply`` and unlike a blind replace: an object is *ours* when it carries
+our managed-by label. Ours are updated, but what another writer added to them is kept (other
+labels, annotations, fields, data keys, docker config entries). An object of the same name that
+someone else created is refused with a ``ClusterError`` naming it; with ``adopt`` a Secret gets
+our registry's entry merged in (``merge_secret``, the same merge the refresher runs) and a
+PodTemplate only the missing ``imagePullSecrets``. A ServiceAccount is never ours: it is only
+patched to gain the missing ``imagePullSecrets``.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ClusterError
 from ._k8s_import import import_kubernetes
-from ._refresher import MANAGED_BY
+from ._refresher import ADOPTED_ANNOTATION, FIELD_MANAGER, MANAGED_BY, SecretRefused, merge_secret, object_owner
 
 if TYPE_CHECKING:
     from ._objects import Document
 
 _MERGE_PATCH = "application/merge-patch+json"
 _OURS = next(iter(MANAGED_BY.items()))
+_WRITE = {"field_manager": FIELD_MANAGER}
 
 
 @dataclass(frozen=True)
@@ -103,17 +110,21 @@ def _endpoint(api_client: Any, manifest: dict[str, Any]) -> _Endpoint:
         api, suffix = typed[(api_version, kind)]
         return _Endpoint(
             read=lambda: getattr(api, f"read_{suffix}")(name, namespace),
-            create=lambda body: getattr(api, f"create_{suffix}")(namespace, body),
-            replace=lambda body: getattr(api, f"replace_{suffix}")(name, namespace, body),
-            patch=lambda body: getattr(api, f"patch_{suffix}")(name, namespace, body, _content_type=_MERGE_PATCH),
+            create=lambda body: getattr(api, f"create_{suffix}")(namespace, body, **_WRITE),
+            replace=lambda body: getattr(api, f"replace_{suffix}")(name, namespace, body, **_WRITE),
+            patch=lambda body: getattr(api, f"patch_{suffix}")(
+                name, namespace, body, _content_type=_MERGE_PATCH, **_WRITE
+            ),
         )
     group, version = api_version.split("/", 1)
     plural = kind.lower() + "s"
     custom = client.CustomObjectsApi(api_client)
     return _Endpoint(
         read=lambda: custom.get_namespaced_custom_object(group, version, namespace, plural, name),
-        create=lambda body: custom.create_namespaced_custom_object(group, version, namespace, plural, body),
-        replace=lambda body: custom.replace_namespaced_custom_object(group, version, namespace, plural, name, body),
+        create=lambda body: custom.create_namespaced_custom_object(group, version, namespace, plural, body, **_WRITE),
+        replace=lambda body: custom.replace_namespaced_custom_object(
+            group, version, namespace, plural, name, body, **_WRITE
+        ),
     )
 
 
@@ -141,48 +152,98 @@ def union_pull_secrets(existing: Iterable[Any] | None, wanted: Iterable[dict[str
     return merged
 
 
-def _merged_metadata(existing: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """Desired metadata on top of the existing object's labels/annotations (others' entries kept)."""
-    metadata = copy.deepcopy(desired["metadata"])
-    for key in ("labels", "annotations"):
-        combined = {**(existing["metadata"].get(key) or {}), **(desired["metadata"].get(key) or {})}
-        if combined:
-            metadata[key] = combined
-    metadata["resourceVersion"] = existing["metadata"].get("resourceVersion")
-    return metadata
+def overlay(existing: Any, desired: Any) -> Any:
+    """``desired`` laid over ``existing``: maps merge key by key (others' keys kept), anything else is ours."""
+    if isinstance(existing, dict) and isinstance(desired, dict):
+        merged = copy.deepcopy(existing)
+        for key, value in desired.items():
+            merged[key] = overlay(existing.get(key), value)
+        return merged
+    return copy.deepcopy(desired)
 
 
-def _plan(existing: dict[str, Any], desired: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def _where(manifest: dict[str, Any]) -> str:
+    return f"{manifest['metadata'].get('namespace')}/{manifest['metadata']['name']}"
+
+
+def _foreign(desired: dict[str, Any], adoptable: bool) -> ClusterError:
+    """The refusal for an object of our name that someone else created: what it is and the way out."""
+    kind, where = desired["kind"], _where(desired)
+    label = f"{_OURS[0]}={_OURS[1]}"
+    if kind == "Secret":
+        choices = (
+            "Choose another name for ours (pull_secret= on the registry), or merge this registry's entry into it "
+            "and keep every other entry, label and key with apply(adopt=True) (CLI: secret apply --adopt)."
+        )
+    elif kind == "PodTemplate" and adoptable:
+        choices = (
+            "Choose another name (pod_template=), or add our pull secrets to its imagePullSecrets and leave "
+            "the rest of it alone with apply(adopt=True) (CLI: secret apply --adopt)."
+        )
+    else:
+        choices = "Choose another name for ours, or delete that object if it is a leftover."
+    return ClusterError(
+        f"{kind} {where} exists and was not created by flyte-private-registry (no {label} label); it was "
+        f"left untouched. {choices}"
+    )
+
+
+def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy to send back: managedFields are the server's to compute (omitted, it keeps them)."""
+    body = copy.deepcopy(obj)
+    body.get("metadata", {}).pop("managedFields", None)
+    return body
+
+
+def _plan(existing: dict[str, Any], desired: dict[str, Any], adopt: bool) -> tuple[str, dict[str, Any]] | None:
     """What to send for an existing object: ``("replace", body)``, ``("patch", body)`` or None (unchanged)."""
     kind = desired["kind"]
-    if covers(existing, desired):
-        return None
-    if kind == "Secret" and existing.get("type") != desired.get("type"):
-        raise ClusterError(
-            f"Secret {desired['metadata']['namespace']}/{desired['metadata']['name']} exists with type "
-            f"{existing.get('type')!r}; a Secret's type cannot change. Delete it (kubectl delete secret "
-            f"{desired['metadata']['name']} -n {desired['metadata']['namespace']}) and apply again."
-        )
-    if kind == "ServiceAccount":
-        patch: dict[str, Any] = {"metadata": {"resourceVersion": existing["metadata"].get("resourceVersion")}}
+    labelled = (desired["metadata"].get("labels") or {}).get(_OURS[0]) == _OURS[1]
+    if kind == "ServiceAccount" and not labelled:
+        # The account patch: never ours, only gains the names it lacks (others' names and order kept).
         wanted = desired.get("imagePullSecrets") or []
         merged = union_pull_secrets(existing.get("imagePullSecrets"), wanted)
-        if merged != (existing.get("imagePullSecrets") or []):
-            patch["imagePullSecrets"] = merged
-        for key in ("labels", "annotations"):
-            if not covers(existing["metadata"].get(key) or {}, desired["metadata"].get(key) or {}):
-                patch["metadata"][key] = desired["metadata"][key]
-        return ("patch", patch) if len(patch) > 1 or len(patch["metadata"]) > 1 else None
-    if kind == "PodTemplate" and (existing["metadata"].get("labels") or {}).get(_OURS[0]) != _OURS[1]:
-        body = copy.deepcopy(existing)
+        if merged == (existing.get("imagePullSecrets") or []):
+            return None
+        patch = {"metadata": {"resourceVersion": existing["metadata"].get("resourceVersion")}}
+        return "patch", {**patch, "imagePullSecrets": merged}
+    if kind == "Secret":
+        try:
+            body = merge_secret(existing, desired, adopt=adopt)
+        except SecretRefused as refused:
+            if refused.reason == "foreign":
+                raise _foreign(desired, True) from None
+            if refused.reason == "type":
+                raise ClusterError(
+                    f"{refused}; a Secret's type cannot change and it was left untouched. Choose another "
+                    f"pull_secret= name, or delete it (kubectl delete secret {desired['metadata']['name']} -n "
+                    f"{desired['metadata']['namespace']}) and apply again."
+                ) from None
+            raise ClusterError(f"{refused}. It was left untouched: choose another pull_secret= name.") from None
+        return None if body is None else ("replace", body)
+    owner = object_owner(existing.get("metadata") or {})
+    if kind == "PodTemplate" and owner != "ours":
+        if owner == "foreign" and not adopt:
+            raise _foreign(desired, True)
+        body = _without_managed_fields(existing)
+        if owner == "foreign":
+            annotations = body["metadata"].setdefault("annotations", {}) or {}
+            body["metadata"]["annotations"] = {**annotations, ADOPTED_ANNOTATION: "true"}
         spec = body.setdefault("template", {}).setdefault("spec", {})
         merged = union_pull_secrets(spec.get("imagePullSecrets"), desired["template"]["spec"]["imagePullSecrets"])
-        if merged == (spec.get("imagePullSecrets") or []):
-            return None
         spec["imagePullSecrets"] = merged
-        return "replace", body
-    body = copy.deepcopy(desired)
-    body["metadata"] = _merged_metadata(existing, desired)
+        return None if body == _without_managed_fields(existing) else ("replace", body)
+    if owner != "ours":
+        raise _foreign(desired, False)
+    if covers(existing, desired):
+        return None
+    body = overlay(_without_managed_fields(existing), desired)
+    body["metadata"]["resourceVersion"] = existing["metadata"].get("resourceVersion")
+    if kind == "PodTemplate":  # our own template still keeps pull secrets someone else added to it
+        spec = body["template"]["spec"]
+        spec["imagePullSecrets"] = union_pull_secrets(
+            (existing.get("template") or {}).get("spec", {}).get("imagePullSecrets"), spec["imagePullSecrets"]
+        )
     return "replace", body
 
 
@@ -238,7 +299,18 @@ def _create_namespace(api_client: Any, namespace: str) -> None:
             raise
 
 
-def _apply_one(api_client: Any, document: Document, create_namespaces: bool) -> Applied:
+def _read(api_client: Any, document: Document) -> dict[str, Any] | None:
+    """The cluster's copy of ``document`` as plain JSON, or None when there is none."""
+    client = import_kubernetes().client
+    try:
+        return dict(api_client.sanitize_for_serialization(_endpoint(api_client, document.manifest).read()))
+    except client.ApiException as err:
+        if err.status != 404:
+            raise _error("read", document, err) from None
+        return None
+
+
+def _apply_one(api_client: Any, document: Document, create_namespaces: bool, adopt: bool) -> Applied:
     client = import_kubernetes().client
     endpoint = _endpoint(api_client, document.manifest)
 
@@ -246,12 +318,7 @@ def _apply_one(api_client: Any, document: Document, create_namespaces: bool) -> 
         return Applied(document.kind, document.namespace, document.name, action)
 
     for attempt in range(2):
-        try:
-            existing = api_client.sanitize_for_serialization(endpoint.read())
-        except client.ApiException as err:
-            if err.status != 404:
-                raise _error("read", document, err) from None
-            existing = None
+        existing = _read(api_client, document)
         if existing is None:
             try:
                 endpoint.create(copy.deepcopy(document.manifest))
@@ -275,7 +342,7 @@ def _apply_one(api_client: Any, document: Document, create_namespaces: bool) -> 
                 if err.status == 409 and attempt == 0:
                     continue  # created concurrently: read it and compare
                 raise _error("create", document, err) from None
-        plan = _plan(existing, document.manifest)
+        plan = _plan(existing, document.manifest, adopt)
         if plan is None:
             return done("unchanged")
         verb, body = plan
@@ -292,8 +359,18 @@ def _apply_one(api_client: Any, document: Document, create_namespaces: bool) -> 
     raise ClusterError(f"{document.kind} {document.namespace}/{document.name} kept changing while being applied")
 
 
-def apply(documents: Sequence[Document], api_client: Any = None, *, create_namespaces: bool = False) -> list[Applied]:
-    """Apply ``documents`` in order (Secrets before the accounts and templates that name them)."""
+def apply(
+    documents: Sequence[Document], api_client: Any = None, *, create_namespaces: bool = False, adopt: bool = False
+) -> list[Applied]:
+    """Apply ``documents`` in order (Secrets before the accounts and templates that name them).
+
+    Every object is read and judged first, so an object someone else created is refused before
+    anything at all is written (no half-applied set of namespaces); the error names it.
+    """
     api_client = api_client if api_client is not None else default_api_client()
     with reaching_cluster("apply the pull-side objects"):
-        return [_apply_one(api_client, document, create_namespaces) for document in documents]
+        for document in documents:
+            existing = _read(api_client, document)
+            if existing is not None:
+                _plan(existing, document.manifest, adopt)  # raises for an object we may not touch
+        return [_apply_one(api_client, document, create_namespaces, adopt) for document in documents]

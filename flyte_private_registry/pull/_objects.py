@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._declaration import DEFAULT_DOMAINS
 from .._errors import ConfigurationError
+from .._reference import docker_config_key
 from ._dockerconfigjson import DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, build
-from ._refresher import MANAGED_BY, Refresher, short_lived_reason
+from ._refresher import HOSTS_ANNOTATION, MANAGED_BY, Refresher, check_kubernetes_name, short_lived_reason
 
 if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
 #: What Flyte's docs use for the placeholder container a PodTemplate must have; propeller replaces it.
 PLACEHOLDER_IMAGE = "docker.io/rwgrim/docker-noop"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ANNOTATION = "flyte-private-registry"
 _ENV_SOURCE = re.compile(r"\benv ([A-Z_][A-Z0-9_]*(?:/[A-Z_][A-Z0-9_]*)*)\b")
 _HELPER_SOURCE = re.compile(r"\bcredential (helper|store) (docker-credential-[A-Za-z0-9._-]+)")
@@ -77,14 +78,35 @@ def flyte_namespaces(
     return [template.format(project=p, domain=d) for p in projects for d in domains]
 
 
+def _names(argument: str, values: Iterable[str]) -> list[str]:
+    """A list of names; a lone string is refused (iterating ``"flytesnacks"`` would give its letters)."""
+    if isinstance(values, (str, bytes)):
+        raise ConfigurationError(f"{argument}= takes a list of names, not the single string {values!r}: [{values!r}]")
+    return list(values)
+
+
 def target_namespaces(namespaces: Iterable[str], projects: Iterable[str], domains: Iterable[str]) -> list[str]:
-    """Explicit namespaces plus Flyte's for ``projects``; each once, each a valid namespace name."""
+    """Explicit namespaces plus Flyte's for ``projects``; each once, each a valid namespace name.
+
+    A project or domain is checked through the namespace it makes, and the message names both.
+    """
     found: list[str] = []
-    for namespace in [*namespaces, *flyte_namespaces(projects, domains)]:
-        if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
-            raise ConfigurationError(
-                f"{namespace!r} is not a Kubernetes namespace name (lower-case letters, digits and '-', at most 63)"
+    explicit = [check_kubernetes_name("namespaces", n, label=True) for n in _names("namespaces", namespaces)]
+    projects, domains = _names("projects", projects), _names("domains", domains)
+    for argument, values in (("projects", projects), ("domains", domains)):
+        for value in values:
+            if not isinstance(value, str):
+                raise ConfigurationError(
+                    f"{argument}= holds {value!r}: a name must be a string, not {type(value).__name__}"
+                )
+    derived = []
+    for project in projects:
+        for domain in domains:
+            namespace = f"{project}-{domain}"
+            derived.append(
+                check_kubernetes_name(f"projects={project!r}, domains={domain!r}: namespace", namespace, label=True)
             )
+    for namespace in [*explicit, *derived]:
         if namespace not in found:
             found.append(namespace)
     if not found:
@@ -125,7 +147,7 @@ def secret_manifest(name: str, namespace: str, payload: bytes, annotations: Mapp
             "name": name,
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
-            "annotations": dict(annotations),
+            "annotations": {**annotations, HOSTS_ANNOTATION: ",".join(sorted(json.loads(payload)["auths"]))},
         },
         "type": DOCKERCONFIGJSON_TYPE,
         "data": {DOCKERCONFIGJSON_KEY: base64.b64encode(payload).decode()},
@@ -226,15 +248,19 @@ class ClusterObjects:
         """Write :meth:`yaml` to ``path`` with mode 0600 (also when the file already existed)."""
         return write_private(Path(path), self.yaml())
 
-    def apply(self, api_client: Any = None, *, create_namespaces: bool = False) -> list[Applied]:
+    def apply(self, api_client: Any = None, *, create_namespaces: bool = False, adopt: bool = False) -> list[Applied]:
         """Create or update every object through the Kubernetes API (the ``kubernetes`` extra); idempotent.
 
-        Secrets and PodTemplates are replaced when they differ; a ServiceAccount or an existing
-        PodTemplate only gains the missing ``imagePullSecrets`` (other entries are kept).
+        Only objects this library created (its managed-by label) are updated, and nothing another
+        writer put in them is removed. A Secret or PodTemplate of the same name that someone else
+        created raises ``ClusterError`` and stays untouched, unless ``adopt``: then our registry's
+        entry is merged into the Secret (every other entry, key, label and annotation kept) and the
+        PodTemplate only gains the missing ``imagePullSecrets``. A ServiceAccount is always only
+        patched: it gains the missing ``imagePullSecrets`` and keeps the others.
         """
         from ._apply import apply
 
-        return apply(self._documents, api_client, create_namespaces=create_namespaces)
+        return apply(self._documents, api_client, create_namespaces=create_namespaces, adopt=adopt)
 
 
 def write_private(path: Path, text: str) -> Path:
@@ -252,6 +278,23 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
+#: One JSON list per Secret: for each registry it carries, the docker config key, where the
+#: credential came from (:func:`source_kind`, never the secret) and when it expires (``None``:
+#: long-lived). ``doctor --pod`` reads it to tell an expired token from a refused one.
+ENTRIES_ANNOTATION = f"{_ANNOTATION}/entries"
+
+
+def entry_annotation(registry: str, host: str, credential: Credential) -> dict[str, str | None]:
+    """One item of :data:`ENTRIES_ANNOTATION`: registry, host key, credential source kind and expiry."""
+    expires = credential.expires_at.isoformat() if credential.expires_at is not None else None
+    return {
+        "registry": registry,
+        "host": docker_config_key(host),
+        "source": source_kind(credential.source),
+        "expires": expires,
+    }
+
+
 def _group_by_secret(registries: Sequence[PrivateRegistry]) -> dict[str, list[PrivateRegistry]]:
     groups: dict[str, list[PrivateRegistry]] = {}
     for registry in registries:
@@ -267,6 +310,7 @@ def _static_payload(
     """The ``.dockerconfigjson`` for one Secret name (one entry per host) and its annotations."""
     credentials: dict[str, Credential] = {}
     owners: dict[str, str] = {}
+    entries: list[dict[str, str | None]] = []
     for registry in registries:
         # The provider alone can say "short-lived": refuse before asking any credential source.
         reason = short_lived_reason(registry)
@@ -306,6 +350,7 @@ def _static_payload(
             )
         credentials[host] = credential
         owners[host] = registry.registry
+        entries.append(entry_annotation(registry.registry, host, credential))
     annotations = {
         f"{_ANNOTATION}/registries": ",".join(r.registry for r in registries),
         f"{_ANNOTATION}/credential-sources": "; ".join(sorted({source_kind(c.source) for c in credentials.values()})),
@@ -313,6 +358,7 @@ def _static_payload(
     expiries = sorted(c.expires_at for c in credentials.values() if c.expires_at is not None)
     if expiries:
         annotations[f"{_ANNOTATION}/expires-at"] = expiries[0].isoformat()
+    annotations[ENTRIES_ANNOTATION] = json.dumps(entries, separators=(",", ":"))
     return build(credentials), annotations
 
 
@@ -345,7 +391,22 @@ def cluster_objects(
     registries = list(registries)
     if not registries:
         raise ConfigurationError("no registries given")
+    # Every name is checked before anything is rendered (or a credential resolved): the API server
+    # would only refuse it halfway through an apply.
     targets = target_namespaces(namespaces, projects, domains)
+    for registry in registries:
+        check_kubernetes_name(f"pull_secret (of {registry.registry})", registry.pull_secret_name)
+    if service_account is None:
+        accounts: list[str] = []
+    elif isinstance(service_account, (list, tuple)):
+        accounts = list(service_account)
+    else:  # a name, or a value of the wrong type that the check below names
+        accounts = [service_account]  # type: ignore[list-item]
+    for account in accounts:
+        check_kubernetes_name("service_account", account)
+    if pod_template is not None:
+        check_kubernetes_name("pod_template", pod_template)
+    check_kubernetes_name("propeller_namespace", propeller_namespace, label=True)
     documents: list[Document] = []
     groups = _group_by_secret(registries)
     for name, group in groups.items():
@@ -367,7 +428,6 @@ def cluster_objects(
         for namespace in targets:
             documents.append(Document(secret_manifest(name, namespace, payload, annotations), comment, True))
     secret_names = list(groups)
-    accounts = [service_account] if isinstance(service_account, str) else list(service_account or [])
     for account in accounts:
         for namespace in targets:
             documents.append(

@@ -158,3 +158,97 @@ def test_nothing_found_lists_every_source(user_docker_config):
 def test_static_keychain_is_first(user_docker_config):
     chain = [StaticKeychain("a", SecretStr("b")), DockerConfigKeychain()]
     assert resolve(chain, HARBOR).credential.username == "a"
+
+
+# -- malformed docker configs: a Miss that says which field and what docker expects, never a crash --------------
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ({"auths": {"harbor.example.com": {"auth": 5}}}, "auth is a number, expected a string"),
+        ({"auths": {"harbor.example.com": {"auth": "not base64!"}}}, "auth is not base64 of user:password"),
+        ({"auths": {"harbor.example.com": {"auth": "h\u00e9"}}}, "auth is not base64 of user:password"),
+        (
+            {"auths": {"harbor.example.com": {"identitytoken": {"a": 1}}}},
+            "identitytoken is an object, expected a string",
+        ),
+        ({"auths": {"harbor.example.com": {"username": 5, "password": "x"}}}, "username is a number"),
+        ({"auths": {"harbor.example.com": {"username": "u", "password": ["x"]}}}, "password is a list"),
+        ({"auths": {"harbor.example.com": "dXNlcjpwdw=="}}, "entry is a string, expected an object"),
+        ({"auths": [1]}, "auths is a list, expected an object mapping registry hosts to entries"),
+        ({"credHelpers": ["x"]}, "credHelpers is a list, expected an object mapping hosts to helper names"),
+        (
+            {"credHelpers": {"harbor.example.com": 5}},
+            "credHelpers['harbor.example.com'] is a number, expected a string",
+        ),
+        ({"credHelpers": {"harbor.example.com": "../../bin/sh"}}, "'../../bin/sh', which is not a credential helper"),
+        ({"credsStore": 5}, "credsStore is a number, expected a string naming a credential helper"),
+        ({"credsStore": True}, "credsStore is a boolean"),
+    ],
+)
+def test_malformed_docker_config_is_a_miss_naming_the_field(user_docker_config, config, needle):
+    write_docker_config(user_docker_config, config)
+    answer = DockerConfigKeychain().resolve(HARBOR)
+    assert isinstance(answer, Miss), answer
+    assert needle in answer.reason
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"just a string"', "null", "{not json", "[" * 100_000, "\xff\xfe"])
+def test_docker_config_that_is_not_an_object_is_a_miss(user_docker_config, text):
+    (user_docker_config / "config.json").write_bytes(text.encode("latin-1"))
+    answer = DockerConfigKeychain().resolve(HARBOR)
+    assert isinstance(answer, Miss) and str(user_docker_config) in answer.reason
+
+
+def test_malformed_entries_for_other_hosts_do_not_hide_this_one(user_docker_config):
+    write_docker_config(
+        user_docker_config,
+        {"auths": {"other.example.com": {"auth": 5}, "harbor.example.com": {"auth": _auth("bob", "pw")}}},
+    )
+    answer = DockerConfigKeychain().resolve(HARBOR)
+    assert isinstance(answer, Credential) and answer.username == "bob"
+
+
+def test_explain_shows_the_malformed_field(user_docker_config):
+    write_docker_config(user_docker_config, {"credHelpers": ["harbor.example.com"]})
+    registry = PrivateRegistry("harbor.example.com/ml")
+    assert "credHelpers is a list, expected an object mapping hosts to helper names" in registry.explain()
+
+
+def _write_raw_helper(bin_dir, name: str, stdout: bytes, code: int = 0):
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / f"{name}.out").write_bytes(stdout)
+    path = bin_dir / f"docker-credential-{name}"
+    path.write_text(f"#!/bin/sh\ncat '{bin_dir / (name + '.out')}'\nexit {code}\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("stdout", "needle"),
+    [
+        (b"[]", "answered a list, expected a JSON object"),
+        (b"null", "answered null"),
+        (b'{"Username": 5, "Secret": "s"}', "Username is a number, expected a string"),
+        (b'{"Username": "u", "Secret": {"k": "v"}}', "Secret is an object, expected a string"),
+        (b'{"Username": "u"}', "Secret is missing"),
+        (b"\xff\xfe not utf-8", "not helper JSON"),
+        (b'{"Username": "u", "Secret": ""}', "empty secret"),
+    ],
+)
+def test_helper_output_that_is_not_valid_is_a_miss(user_docker_config, tmp_path, monkeypatch, stdout, needle):
+    _write_raw_helper(tmp_path / "bin", "weird", stdout)
+    prepend_path(monkeypatch, tmp_path / "bin")
+    write_docker_config(user_docker_config, {"credHelpers": {"harbor.example.com": "weird"}})
+    answer = DockerConfigKeychain().resolve(HARBOR)
+    assert isinstance(answer, Miss) and needle in answer.reason
+
+
+def test_helper_that_cannot_be_executed_is_a_miss(user_docker_config, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-broken"
+    helper.write_text("#!/nonexistent/interpreter\n")
+    helper.chmod(0o755)
+    prepend_path(monkeypatch, bin_dir)
+    write_docker_config(user_docker_config, {"credsStore": "broken"})
+    answer = DockerConfigKeychain().resolve(HARBOR)
+    assert isinstance(answer, Miss) and "could not be run" in answer.reason

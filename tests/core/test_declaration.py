@@ -1,11 +1,18 @@
 """Declaring registries: in code, in a config file, in an env var; and what a bad declaration says."""
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from flyte_private_registry import ConfigurationError, PrivateRegistry, lookup
 from flyte_private_registry._catalog import CATALOG
+
+CLI = str(Path(sys.executable).with_name("flyte-private-registry"))
 
 
 def test_registry_string_is_lower_cased_prefix():
@@ -146,7 +153,19 @@ def test_env_var_declares_registries(monkeypatch):
         ('[[registry]]\nprefix = "h.example.com"\nprovider = "nope"\n', "unknown provider 'nope'"),
         ('[[registry]]\nprefix = "https://h.example.com"\n', "#1: registry prefix"),
         ("[[registry]\n", "cannot read"),
-        ('[[registry]]\nprefix = "h.example.com"\ninsecure = "maybe"\n', "#1: 1 validation error"),
+        ('[[registry]]\nprefix = "h.example.com"\ninsecure = "maybe"\n', "#1: insecure must be true or false, got str"),
+        ('[[registry]]\nprefix = "h.example.com"\npull_secret = 5\n', "#1: pull_secret must be a string, got int 5"),
+        ('[[registry]]\nprefix = "h.example.com"\npull_secret = "regcred\\n"\n', "#1: pull_secret='regcred\\n' for"),
+        ("[[registry]]\nprefix = 5\n", "#1: prefix must be a string"),
+        ('[[registry]]\nprefix = "h.example.com"\nusername_env = ["U"]\n', "#1: username_env must be a string"),
+        ('[[registry]]\nprefix = "h.example.com"\nca_file = 1\n', "#1: ca_file must be a path"),
+        ('[[registry]]\nprefix = "h.example.com"\nprovider = ["ecr"]\n', "#1: provider must be a string naming"),
+        (
+            '[[registry]]\nprefix = "h.example.com"\nprovider = "ecr"\ncreate_repository = [1]\n',
+            "options: create_repository: Input should",
+        ),
+        ("registry = 5\n", "use [[registry]] tables"),
+        ("registry = [5]\n", "#1: each registry must be a table"),
         (
             '[[registry]]\nprefix = "h.example.com"\nca_file = "missing-ca.pem"\n',
             "missing-ca.pem for h.example.com does not exist",
@@ -178,3 +197,106 @@ def test_config_env_var_pointing_nowhere(monkeypatch):
     CATALOG.clear()
     with pytest.raises(ConfigurationError, match=r"FLYTE_PRIVATE_REGISTRY_CONFIG=/nonexistent/x\.toml"):
         CATALOG.registries()
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ('[{"prefix": "h.example.com", "pull_secret": 5}]', "entry #1: pull_secret must be a string, got int 5"),
+        ('[{"prefix": "h.example.com", "insecure": "yes"}]', "entry #1: insecure must be true or false"),
+        ('[{"prefix": ["h.example.com"]}]', "entry #1: prefix must be a string"),
+        ("[1]", "entry #1: each registry must be a table/object, got int"),
+        ('{"prefix": "h.example.com"}', "wrap the object in [...]"),
+        ("[" * 100_000, "is not valid JSON"),
+        ("h.example.com\u00e9/ml", "non-ASCII character"),
+    ],
+)
+def test_bad_env_declarations_name_the_variable_and_key(monkeypatch, value, needle):
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRIES", value)
+    CATALOG.clear()
+    with pytest.raises(ConfigurationError) as info:
+        CATALOG.registries()
+    assert needle in str(info.value) and "FLYTE_PRIVATE_REGISTRIES" in str(info.value)
+
+
+def test_config_file_that_is_not_utf8_is_a_configuration_error(tmp_path, monkeypatch):
+    config = tmp_path / "c.toml"
+    config.write_bytes(b'[[registry]]\nprefix = "\xff"\n')
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_CONFIG", str(config))
+    CATALOG.clear()
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        CATALOG.registries()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"pull_secret": 5}, "pull_secret must be a string, got int 5"),
+        ({"pull_secret": "regcred\n"}, "pull_secret='regcred\\n' for harbor.example.com/ml is not a Kubernetes"),
+        ({"pull_secret": "Regcred"}, "use lower case ('regcred')"),
+        ({"pull_secret": "regcred\n"}, "remove the surrounding whitespace ('regcred')"),
+        ({"pull_secret": "r\u00e9gcred"}, "lower-case ASCII letters"),
+        (
+            {"username_env": "H_USER\n", "password_env": "P"},
+            "username_env='H_USER\\n' for harbor.example.com/ml is not an environment",
+        ),
+        ({"username_env": "H_\u00dcSER", "password_env": "P"}, "is not an environment variable name"),
+        ({"username_env": "U", "password_env": 7}, "password_env must be a string, got int 7"),
+        ({"username": 5, "password": "x"}, "username must be a string, got int 5"),
+        ({"username": "a", "password": 12345}, "password must be a string, got int"),
+        ({"insecure": "maybe"}, "insecure must be true or false, got str 'maybe'"),
+        ({"ca_file": 3}, "ca_file must be a path"),
+        ({"provider": "ecr"}, "provider must be a Provider"),
+        ({"keychains": [object()]}, "keychains must be a list of Keychain objects"),
+        ({"colour": "blue"}, "unknown argument 'colour'"),
+    ],
+)
+def test_wrong_types_in_code_are_configuration_errors(kwargs, needle):
+    with pytest.raises(ConfigurationError) as info:
+        PrivateRegistry("harbor.example.com/ml", **kwargs)
+    assert needle in str(info.value)
+    assert "12345" not in str(info.value)  # a secret of the wrong type is named by type only
+    assert "validation error" not in str(info.value)
+
+
+def test_prefix_of_the_wrong_type_is_a_configuration_error():
+    with pytest.raises(
+        ConfigurationError, match=re.escape("prefix must be a string such as 'harbor.example.com/ml', got int 5")
+    ):
+        PrivateRegistry(5)
+
+
+def test_doctor_and_explain_report_malformed_files_without_a_traceback(tmp_path):
+    docker_dir = tmp_path / "docker"
+    docker_dir.mkdir()
+    (docker_dir / "config.json").write_text(
+        json.dumps({"credHelpers": ["x"], "credsStore": 5, "auths": {"harbor.example.com": {"auth": 5}}})
+    )
+    xdg = tmp_path / "xdg"
+    (xdg / "flyte-private-registry").mkdir(parents=True)
+    toml = xdg / "flyte-private-registry" / "config.toml"
+    toml.write_text('[[registry]]\nprefix = "harbor.example.com/ml"\npull_secret = 5\n')
+    env = {**os.environ, "DOCKER_CONFIG": str(docker_dir), "XDG_CONFIG_HOME": str(xdg), "COLUMNS": "400"}
+    env.pop("FLYTE_PRIVATE_REGISTRY_CONFIG", None)
+    env.pop("FLYTE_PRIVATE_REGISTRIES", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([CLI, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    doctor = run("doctor")
+    assert "Traceback" not in doctor.stdout + doctor.stderr
+    assert doctor.returncode == 1, doctor.stderr
+    assert "credHelpers is a list, expected an object mapping hosts to helper names" in doctor.stdout
+    assert f"{toml} [[registry]] #1: pull_secret must be a string, got int 5" in doctor.stdout
+    assert "python:" in doctor.stdout  # it went on after the broken files
+
+    explain = run("explain", "harbor.example.com/ml")
+    assert "Traceback" not in explain.stdout + explain.stderr
+    assert explain.returncode == 2 and "pull_secret must be a string, got int 5" in explain.stderr
+
+    toml.unlink()
+    explain = run("explain", "harbor.example.com/ml", "--json")
+    assert "Traceback" not in explain.stdout + explain.stderr
+    assert explain.returncode == 0, explain.stderr
+    details = [a["detail"] for a in json.loads(explain.stdout)["attempts"]]
+    assert "credHelpers is a list, expected an object mapping hosts to helper names" in details

@@ -9,7 +9,9 @@ from flyte_private_registry._reference import (
     RegistryPrefix,
     api_host,
     docker_config_key,
+    hostname,
     is_loopback,
+    kubernetes_name_problem,
     server_to_host,
 )
 
@@ -119,3 +121,71 @@ def test_docker_hub_quirks_live_in_one_place():
 )
 def test_loopback_hosts_are_insecure_like_docker(host, loopback):
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("harbor.example.com\n", r"'harbor.example.com\n' has leading or trailing whitespace; remove it"),
+        ("harbor.example.com\n/ml", r"malformed registry host 'harbor.example.com\n'"),
+        ("harbor.example.com/ml\n/x", r"malformed repository path component 'ml\n'"),
+        ("harbor.example.com\n:5000/x", r"malformed registry host 'harbor.example.com\n:5000'"),
+        ("harbor.example.com/\u212aelvin", "non-ASCII character '\u212a'"),  # Kelvin sign: lower() gives 'k'
+        ("h\u00e4rbor.example.com/ml", "non-ASCII character '\u00e4'"),
+        ("[zz::1]:5000/x", "malformed registry host"),
+        ("[:::::]:5000/x", "is not an IPv6 address"),
+        ("https://harbor.example.com/ml", "drop it"),
+    ],
+)
+def test_prefix_names_are_whole_string_ascii(text, needle):
+    with pytest.raises(InvalidReference) as info:
+        RegistryPrefix.parse(text)
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("ghcr.io/acme/app:v1\n", "has leading or trailing whitespace"),
+        ("ghcr.io/acme/app:v\u00e9", "non-ASCII character"),
+        ("ghcr.io/acme/app:\u0661\u0662", "non-ASCII character"),  # Arabic-Indic digits are \w and \d in Unicode
+        ("ghcr.io/acme/app:.v1", "malformed tag '.v1'"),
+        ("ghcr.io/acme/app:" + "a" * 129, "tags are 1-128"),
+        ("ghcr.io/acme\n/app:v1", r"malformed repository path component 'acme\n'"),
+        ("ghcr.io/Acme/app:v1", "use lower case ('acme')"),
+        ("ghcr.io/acme/app@sha256:" + "a" * 63 + "\n", "has leading or trailing whitespace"),
+        ("ghcr.io/acme/app@sha256:abc", "malformed digest 'sha256:abc'"),
+        ("ghcr.io/" + "a" * 250 + ":v1", "longer than docker's 255 characters"),
+        (5, "image reference must be a string, got int 5"),
+    ],
+)
+def test_image_reference_names_are_whole_string_ascii(text, needle):
+    with pytest.raises(InvalidReference) as info:
+        ImageReference.parse(text)
+    assert needle in str(info.value)
+
+
+def test_prefix_of_the_wrong_type_is_an_invalid_reference():
+    with pytest.raises(InvalidReference, match="registry prefix must be a string, got int 5"):
+        RegistryPrefix.parse(5)
+
+
+def test_hostname_of_an_unclosed_ipv6_literal_does_not_raise():
+    assert hostname("[::1") == "::1"
+    assert is_loopback("[::1") is True
+    assert is_loopback("[zz") is False
+
+
+@pytest.mark.parametrize(
+    ("value", "label", "problem"),
+    [
+        ("regcred\n", False, "lower-case ASCII letters, digits, '-' and '.'"),
+        ("ns\n", True, "lower-case ASCII letters, digits and '-'"),
+        ("r\u00e9gcred", False, "lower-case ASCII letters"),
+        ("a" * 64, True, "longer than 63"),
+        (5, False, "must be a string, not int"),
+    ],
+)
+def test_kubernetes_names_match_the_whole_string(value, label, problem):
+    found = kubernetes_name_problem(value, label=label)
+    assert found is not None and problem in found

@@ -385,15 +385,117 @@ def test_lookups_prune_every_expired_entry_and_memory_forgets_expired_tokens():
         files.write("short", token(1), {}, start)
         files.write("long", token(12), {}, start)
     later = start + timedelta(hours=2)
-    assert files.read("long", later) is not None and (files.directory / "short.json").exists()
+    assert files.read("long", later) is not None and (files.directory / "ecr-token-short.json").exists()
     assert files.lookup("long", later).password.get_secret_value() == "token-12"  # a hit that writes nothing
-    assert sorted(p.name for p in files.directory.glob("*.json")) == ["long.json"]
+    assert sorted(p.name for p in files.directory.glob("*.json")) == ["ecr-token-long.json"]
     assert files.read("long", start + timedelta(hours=12)) is None  # read and found expired: deleted
     assert list(files.directory.glob("*.json")) == []
 
     _MEMORY["key"] = token(1)
     assert EcrKeychain._cached("key", later, None) is None
     assert "key" not in _MEMORY
+
+
+_START = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+def _token(secret: str, hours: int = 12) -> _Token:
+    return _Token("AWS", SecretStr(secret), _START + timedelta(hours=hours), _START)
+
+
+def test_cache_never_follows_a_symlinked_directory(tmp_path: Path, canary_password: str):
+    """A link planted where the cache dir goes is refused: nothing written, chmodded or deleted through it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    foreign = elsewhere / "notes.json"
+    foreign.write_text("{}")
+    directory = tmp_path / "cache" / "ecr"
+    directory.parent.mkdir()
+    directory.symlink_to(elsewhere)
+    files = _FileCache(directory)
+    with files.locked():
+        files.write("k", _token(canary_password), {}, _START)
+    assert files.lookup("k", _START) is None
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.json"] and foreign.read_text() == "{}"
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+    assert directory.is_symlink()
+
+
+def test_cache_touches_only_its_own_files(tmp_path: Path):
+    """Other *.json (a user's, another tool's) survive pruning; our entries are 0600 in a 0700 dir."""
+    directory = tmp_path / "ecr"
+    directory.mkdir(mode=0o755)  # ours but too open: tightened on the descriptor, not through a path
+    foreign = {name: directory / name for name in ("notes.json", "ecr-token-.json", "ecr-token-x.json.bak")}
+    for path in foreign.values():
+        path.write_text("not a token")
+    files = _FileCache(directory)
+    files.write("k", _token("secret-a"), {}, _START)
+    files.prune(_START + timedelta(days=1))  # everything of ours has expired by then
+    assert all(path.read_text() == "not a token" for path in foreign.values())
+    assert not (directory / "ecr-token-k.json").exists()
+    files.write("k", _token("secret-b"), {}, _START)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((directory / "ecr-token-k.json").stat().st_mode) == 0o600
+    with files.locked():
+        assert stat.S_IMODE((directory / "ecr-tokens.lock").stat().st_mode) == 0o600
+
+
+def test_a_symlinked_entry_is_not_read(tmp_path: Path):
+    directory = tmp_path / "ecr"
+    files = _FileCache(directory)
+    files.write("real", _token("secret-real"), {}, _START)
+    (directory / "ecr-token-k.json").symlink_to(directory / "ecr-token-real.json")
+    assert files.read("k", _START) is None
+    assert files.read("real", _START) is not None
+
+
+_KILLED_WRITER = """
+import os, sys, time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from pydantic import SecretStr
+from flyte_private_registry.providers import _ecr
+
+def stall(fd):  # the token is in the temporary file; the writer dies before the rename
+    print("written", flush=True)
+    time.sleep(60)
+
+_ecr.os.fsync = stall
+start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+token = _ecr._Token("AWS", SecretStr(sys.argv[2]), start + timedelta(hours=12), start)
+_ecr._FileCache(Path(sys.argv[1])).write("k", token, {}, start)
+"""
+
+
+def test_a_temporary_file_left_by_a_killed_writer_is_swept(tmp_path: Path, canary_password: str):
+    directory = tmp_path / "ecr"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(directory), canary_password], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "written"
+    writer.kill()
+    writer.wait(timeout=10)
+    (leftover,) = directory.glob(".ecr-token-k.*.tmp")
+    assert canary_password in leftover.read_text() and stat.S_IMODE(leftover.stat().st_mode) == 0o600
+
+    files = _FileCache(directory)
+    assert files.lookup("other", _START) is None  # any lookup sweeps what a dead writer left
+    assert not leftover.exists()
+    assert not any(canary_password in p.read_text() for p in directory.iterdir() if p.is_file())
+
+
+def test_earlier_versions_files_are_swept(tmp_path: Path):
+    """v0.1 named entries ``<key>.json`` and temporaries ``.<key>.<pid>.<rand>.tmp``: ours, so removed."""
+    directory = tmp_path / "ecr"
+    directory.mkdir(mode=0o700)
+    old_key = "a" * 40
+    old = [directory / f"{old_key}.json", directory / f".{old_key}.999999999.deadbeef.tmp"]
+    for path in old:
+        path.write_text(_token("old-secret").to_json({}))
+        path.chmod(0o600)
+        os.utime(path, (0, 0))
+    _FileCache(directory).lookup("k", _START)
+    assert not any(path.exists() for path in old)
 
 
 def test_token_cache_can_be_turned_off(aws: MotoServer):

@@ -88,7 +88,7 @@ def test_service_account_keeps_its_other_pull_secrets(api, harbor):
     assert patches and all(content_type == "application/merge-patch+json" for _, _, content_type in patches)
 
 
-def test_existing_foreign_pod_template_only_gains_the_secret(api, harbor):
+def test_existing_foreign_pod_template_is_refused_unless_adopted_then_only_gains_the_secret(api, harbor):
     theirs = {
         "kind": "PodTemplate",
         "metadata": {"name": "flyte-pull", "labels": {"owner": "platform"}},
@@ -101,20 +101,29 @@ def test_existing_foreign_pod_template_only_gains_the_secret(api, harbor):
         },
     }
     api.put("flyte", "podtemplates", theirs)
-    _objects(harbor).apply(api.client())
+    before = api.get("flyte", "podtemplates", "flyte-pull")
+    with pytest.raises(ClusterError, match=r"PodTemplate flyte/flyte-pull exists and was not created by .*adopt=True"):
+        _objects(harbor).apply(api.client())
+    assert api.get("flyte", "podtemplates", "flyte-pull") == before
+    assert api.writes() == [], "a refusal is decided before anything is written"
+    _objects(harbor).apply(api.client(), adopt=True)
     template = api.get("flyte", "podtemplates", "flyte-pull")
     spec = template["template"]["spec"]
     assert spec["imagePullSecrets"] == [{"name": "platform-pull"}, {"name": "harbor-pull"}]
     assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
     assert template["metadata"]["labels"] == {"owner": "platform"}
-    assert _objects(harbor).apply(api.client())[-1].action == "unchanged"
+    assert template["metadata"]["annotations"] == {"flyte-private-registry/adopted": "true"}
+    assert _objects(harbor).apply(api.client())[-1].action == "unchanged"  # adopted: no need to ask again
 
 
 def test_secret_of_another_type_is_not_overwritten(api, harbor):
-    api.put("flytesnacks-staging", "secrets", {"kind": "Secret", "metadata": {"name": "harbor-pull"}, "type": "Opaque"})
-    with pytest.raises(ClusterError, match=r"type 'Opaque'; a Secret's type cannot change\. Delete it"):
-        _objects(harbor).apply(api.client())
+    ours = {"app.kubernetes.io/managed-by": "flyte-private-registry"}
+    opaque = {"kind": "Secret", "metadata": {"name": "harbor-pull", "labels": ours}, "type": "Opaque"}
+    api.put("flytesnacks-staging", "secrets", opaque)
+    with pytest.raises(ClusterError, match=r"type 'Opaque'.*a Secret's type cannot change.*delete it"):
+        _objects(harbor).apply(api.client(), adopt=True)
     assert api.get("flytesnacks-staging", "secrets", "harbor-pull")["type"] == "Opaque"
+    assert api.writes() == []
 
 
 def test_missing_namespace(harbor):
@@ -195,3 +204,171 @@ def test_refresher_objects_apply_through_their_apis(api):
     api.objects.clear()
     with pytest.raises(ClusterError, match=r"no API for ECRAuthorizationToken|no API for ExternalSecret"):
         eso.apply(api.client())
+
+
+# -- ownership: never destroy what someone else wrote (issue 9) ---------------------------------------------
+
+OURS = {"app.kubernetes.io/managed-by": "flyte-private-registry"}
+OTHER_HOST_ENTRY = {
+    "username": "ci",
+    "password": "other-registry-password",
+    "auth": "Y2k6b3RoZXItcmVnaXN0cnktcGFzc3dvcmQ=",
+}
+
+
+def _dockerconfigjson(config: dict) -> str:
+    return base64.b64encode(json.dumps(config, indent=2).encode()).decode()
+
+
+def _auths(secret: dict) -> dict:
+    return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+
+
+def _foreign_regcred() -> dict:
+    """What `kubectl create secret docker-registry regcred` plus a platform team's additions looks like."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {
+            "name": "regcred",
+            "labels": {"app.kubernetes.io/managed-by": "Helm", "team": "platform"},
+            "annotations": {"meta.helm.sh/release-name": "platform"},
+        },
+        "data": {
+            ".dockerconfigjson": _dockerconfigjson(
+                {"auths": {"quay.io": OTHER_HOST_ENTRY, "harbor.example.com": {"auth": "b2xkOm9sZA=="}}}
+            ),
+            "notes": base64.b64encode(b"kept by the platform team").decode(),
+        },
+    }
+
+
+@pytest.fixture
+def regcred(monkeypatch, canary_password):
+    monkeypatch.setenv("HARBOR_TOKEN", canary_password)
+    return PrivateRegistry(
+        "harbor.example.com/ml", username="alice", password_env="HARBOR_TOKEN", pull_secret="regcred"
+    )
+
+
+def test_a_foreign_secret_survives_byte_identical_and_the_error_names_it_and_the_choices(api, regcred):
+    api.put("flytesnacks-staging", "secrets", _foreign_regcred())
+    before = json.dumps(api.get("flytesnacks-staging", "secrets", "regcred"), sort_keys=True)
+    objects = regcred.cluster_objects(projects=["flytesnacks"])
+    with pytest.raises(ClusterError) as info:
+        objects.apply(api.client())
+    message = str(info.value)
+    assert "Secret flytesnacks-staging/regcred exists and was not created by flyte-private-registry" in message
+    assert "pull_secret=" in message and "apply(adopt=True)" in message and "--adopt" in message
+    assert json.dumps(api.get("flytesnacks-staging", "secrets", "regcred"), sort_keys=True) == before
+    # decided before any write: development (which has no regcred) was not created either
+    assert api.writes() == [] and api.get("flytesnacks-development", "secrets", "regcred") is None
+
+
+def test_adopt_merges_our_entry_and_keeps_every_other_entry_label_annotation_and_key(api, regcred, canary_password):
+    api.put("flytesnacks-staging", "secrets", _foreign_regcred())
+    objects = regcred.cluster_objects(projects=["flytesnacks"])
+    result = objects.apply(api.client(), adopt=True)
+    assert [str(a) for a in result] == [
+        "Secret flytesnacks-development/regcred: created",
+        "Secret flytesnacks-staging/regcred: updated",
+        "Secret flytesnacks-production/regcred: created",
+    ]
+    adopted = api.get("flytesnacks-staging", "secrets", "regcred")
+    auths = _auths(adopted)
+    assert auths["quay.io"] == OTHER_HOST_ENTRY  # another registry's entry, untouched
+    assert auths["harbor.example.com"]["password"] == canary_password  # ours replaced the stale one for our host
+    assert adopted["data"]["notes"] == _foreign_regcred()["data"]["notes"]
+    assert adopted["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "Helm",
+        "team": "platform",
+    }  # not relabelled
+    annotations = adopted["metadata"]["annotations"]
+    assert annotations["meta.helm.sh/release-name"] == "platform"
+    assert annotations["flyte-private-registry/adopted"] == "true"
+    assert annotations["flyte-private-registry/hosts"] == "harbor.example.com"
+    assert {a.action for a in objects.apply(api.client())} == {"unchanged"}  # adopted once, not asked again
+
+
+def test_rotation_of_an_adopted_secret_changes_only_our_entry(api, regcred, monkeypatch):
+    api.put("flytesnacks-staging", "secrets", _foreign_regcred())
+    regcred.cluster_objects(namespaces=["flytesnacks-staging"]).apply(api.client(), adopt=True)
+    monkeypatch.setenv("HARBOR_TOKEN", "rotated-token")
+    (result,) = regcred.cluster_objects(namespaces=["flytesnacks-staging"]).apply(api.client())
+    assert result.action == "updated"
+    auths = _auths(api.get("flytesnacks-staging", "secrets", "regcred"))
+    assert auths["quay.io"] == OTHER_HOST_ENTRY and auths["harbor.example.com"]["password"] == "rotated-token"
+
+
+def test_our_own_secret_is_updated_but_entries_and_labels_others_added_are_kept(api, harbor, monkeypatch):
+    objects = harbor.cluster_objects(namespaces=["flytesnacks-development"])
+    objects.apply(api.client())
+    ours = api.get("flytesnacks-development", "secrets", "harbor-pull")
+    auths = _auths(ours)
+    ours["data"][".dockerconfigjson"] = _dockerconfigjson({"auths": {**auths, "quay.io": OTHER_HOST_ENTRY}})
+    ours["metadata"]["labels"]["team"] = "ml"
+    api.put("flytesnacks-development", "secrets", ours)
+    monkeypatch.setenv("HARBOR_TOKEN", "rotated-token")
+    (result,) = harbor.cluster_objects(namespaces=["flytesnacks-development"]).apply(api.client())
+    assert result.action == "updated"
+    stored = api.get("flytesnacks-development", "secrets", "harbor-pull")
+    assert _auths(stored)["quay.io"] == OTHER_HOST_ENTRY
+    assert _auths(stored)["harbor.example.com"]["password"] == "rotated-token"
+    assert stored["metadata"]["labels"] == {**OURS, "team": "ml"}
+    assert "flyte-private-registry/adopted" not in stored["metadata"]["annotations"]
+
+
+def test_a_host_we_wrote_earlier_is_dropped_but_never_one_someone_else_wrote(api):
+    hub = PrivateRegistry("docker.io/acme", username="acme", password="hub-pw", pull_secret="shared")
+    quay = PrivateRegistry("quay.io/acme", username="robot", password="quay-pw", pull_secret="shared")
+    from flyte_private_registry import cluster_objects
+
+    cluster_objects([hub, quay], namespaces=["flyte"]).apply(api.client())
+    stored = api.get("flyte", "secrets", "shared")
+    stored["data"][".dockerconfigjson"] = _dockerconfigjson({"auths": {**_auths(stored), "ghcr.io": OTHER_HOST_ENTRY}})
+    api.put("flyte", "secrets", stored)
+    cluster_objects([hub], namespaces=["flyte"]).apply(api.client())  # quay.io left the shared Secret
+    assert set(_auths(api.get("flyte", "secrets", "shared"))) == {"https://index.docker.io/v1/", "ghcr.io"}
+
+
+def test_our_own_objects_are_updated_in_place_keeping_what_others_added(api):
+    from test_short_lived import ECR_HOST, EcrLike
+
+    from flyte_private_registry import CronJobRefresher
+
+    ecr = PrivateRegistry(f"{ECR_HOST}/team", provider=EcrLike(account_id="123456789012", region="eu-west-1"))
+    ecr.cluster_objects(namespaces=["flyte"], refresher=CronJobRefresher()).apply(api.client())
+    (name,) = [key[2] for key in api.objects if key[1] == "cronjobs"]
+    cronjob = api.get("flyte", "cronjobs", name)
+    cronjob["metadata"].setdefault("annotations", {})["argocd.argoproj.io/sync-wave"] = "2"
+    api.put("flyte", "cronjobs", cronjob)
+    updated = ecr.cluster_objects(namespaces=["flyte"], refresher=CronJobRefresher(schedule="30 */3 * * *"))
+    actions = {(a.kind, a.action) for a in updated.apply(api.client())}
+    assert ("CronJob", "updated") in actions
+    stored = api.get("flyte", "cronjobs", name)
+    assert stored["spec"]["schedule"] == "30 */3 * * *"
+    assert stored["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "2"
+
+
+def test_foreign_objects_of_the_refresher_kinds_are_refused_even_with_adopt(api):
+    from test_short_lived import ECR_HOST, EcrLike
+
+    from flyte_private_registry import CronJobRefresher
+
+    ecr = PrivateRegistry(f"{ECR_HOST}/team", provider=EcrLike(account_id="123456789012", region="eu-west-1"))
+    objects = ecr.cluster_objects(namespaces=["flyte"], refresher=CronJobRefresher())
+    (cron,) = [d for d in objects.documents if d.kind == "CronJob"]
+    job = {"spec": {"template": {"spec": {"containers": [{"name": "backup", "image": "busybox"}]}}}}
+    theirs = {"kind": "CronJob", "metadata": {"name": cron.name}, "spec": {"schedule": "@daily", "jobTemplate": job}}
+    api.put("flyte", "cronjobs", theirs)
+    before = api.get("flyte", "cronjobs", cron.name)
+    with pytest.raises(ClusterError, match=rf"CronJob flyte/{cron.name} exists and was not created by .*another name"):
+        objects.apply(api.client(), adopt=True)
+    assert api.get("flyte", "cronjobs", cron.name) == before and api.writes() == []
+
+
+def test_writes_name_the_field_manager(api, harbor):
+    _objects(harbor).apply(api.client())
+    writes = api.writes()
+    assert writes and all("fieldManager=flyte-private-registry" in path for _, path, _ in writes)

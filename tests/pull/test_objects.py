@@ -236,5 +236,5 @@ def test_namespaces_are_checked():
     reg = PrivateRegistry(HARBOR, username="a", password="b")
     with pytest.raises(ConfigurationError, match="no namespaces"):
         reg.cluster_objects()
-    with pytest.raises(ConfigurationError, match="'Team_Dev' is not a Kubernetes namespace name"):
+    with pytest.raises(ConfigurationError, match="namespaces='Team_Dev' is not valid: a Kubernetes namespace name"):
         reg.cluster_objects(namespaces=["Team_Dev"])

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar
@@ -156,13 +157,13 @@ def test_cronjob_refresher_validates(ecr, version):
         kubernetes_validate.validate(document, version, strict=True)
     account = documents[0]
     assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": refresher.role_arn}
-    role = documents[1]  # what `kubectl apply --server-side` needs: create, and get/patch/update the one Secret
+    role = documents[1]  # what the merge step needs: create, and get/update the one Secret
     assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in role["rules"]
     assert {
         "apiGroups": [""],
         "resources": ["secrets"],
         "resourceNames": ["ecr-pull"],
-        "verbs": ["get", "patch", "update"],
+        "verbs": ["get", "update"],
     } in role["rules"]
     assert "kubectl create job --from=cronjob/ecr-pull-refresh" in objects.yaml()
 
@@ -178,84 +179,214 @@ def test_cronjob_runs_well_inside_the_token_lifetime(ecr):
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
 
 
-def test_cronjob_renders_and_applies_without_the_token_in_any_command_line(ecr, tmp_path):
-    """Run both containers with every program they may call wrapped to record its argv.
+def _cronjob_pod(registry, **options):
+    objects = registry.cluster_objects(namespaces=NAMESPACES, refresher=CronJobRefresher(**options))
+    (cronjob,) = [d.manifest for d in objects.documents if d.kind == "CronJob"]
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
-    PATH holds only the wrappers (``aws`` and ``kubectl`` stand-ins, the real ``base64``/``tr``/...
-    behind recorders), so any program the script runs is recorded; none may see the token.
-    """
-    (cronjob,) = [
-        d.manifest for d in ecr.cluster_objects(namespaces=NAMESPACES, refresher=CronJobRefresher()).documents
-        if d.kind == "CronJob"
-    ]  # fmt: skip
-    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    (volume,) = pod["volumes"]
-    assert volume["emptyDir"]["medium"] == "Memory"
-    (render,), (apply,) = pod["initContainers"], pod["containers"]
-    assert render["image"].startswith("public.ecr.aws/aws-cli/aws-cli:")
-    assert apply["image"] == "registry.k8s.io/kubectl:v1.31.0"
-    assert apply["command"][0] == "kubectl" and "env" not in apply  # no shell: a distroless image works
-    for container in (render, apply):
-        assert [m["name"] for m in container["volumeMounts"]] == [volume["name"]]
 
-    # a token as ECR's are: long base64 (with + / =) that the CLI prints with a newline
-    token = base64.b64encode(os.urandom(1500) + b"\xfb\xff").decode()
-    bin_dir, work, log = tmp_path / "bin", tmp_path / "work", tmp_path / "argv.log"
+def _recording_bin(tmp_path, token):
+    """PATH of wrappers recording every program's argv (``aws`` a stand-in printing ``token``, the rest real)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "argv.log"
     bin_dir.mkdir()
-    work.mkdir()
-    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "token-source").write_text(token + "\n")
     record = f'for a in "$0" "$@"; do printf "%s\\0" "$a"; done >> {log}; printf "\\n" >> {log}'
-    stand_ins = {
-        "aws": f"cat {tmp_path / 'token'}",
-        "kubectl": 'for a in "$@"; do case "$a" in --filename=*) dir="${a#--filename=}" ;; esac; done\n'
-        f'ls "$dir" > {tmp_path / "applied"}',
-    }
-    for tool in ("base64", "tr", "cat", "rm", "ls"):
+    stand_ins = {"aws": f"cat {tmp_path / 'token-source'}"}
+    for tool in ("tr", "cat", "rm", "mv", "ls"):
         stand_ins[tool] = f'exec {shutil.which(tool)} "$@"'
     for tool, body in stand_ins.items():
         (bin_dir / tool).write_text(f"#!/bin/sh\n{record}\n{body}\n")
         (bin_dir / tool).chmod(0o755)
+    return bin_dir, log
 
-    def run(command, env):
-        command = [part.replace("/work/", f"{work}/") for part in command]
-        done = subprocess.run(command, env={"PATH": str(bin_dir), **env}, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        assert token not in done.stdout + done.stderr
-        return done
 
-    env = {e["name"]: e["value"] for e in render["env"]}
+def _run_token_step(pod, tmp_path, token):
+    (step,) = pod["initContainers"]
+    bin_dir, log = _recording_bin(tmp_path, token)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {e["name"]: e["value"] for e in step["env"]}
     assert env.pop("WORK_DIR") == "/work"
-    rendered = run(render["command"], {**env, "WORK_DIR": str(work)})
-    assert rendered.stdout.splitlines() == [f"rendered secret ecr-pull for namespace {ns}" for ns in NAMESPACES]
-    assert sorted(os.listdir(work)) == [f"secret-{ns}.json" for ns in NAMESPACES]  # temporary files removed
-    auth = base64.b64encode(f"AWS:{token}".encode()).decode()
-    for ns in NAMESPACES:
-        secret = json.loads((work / f"secret-{ns}.json").read_text())
-        kubernetes_validate.validate(secret, "1.33.0", strict=True)
-        assert secret["metadata"] == {
-            "name": "ecr-pull",
-            "namespace": ns,
-            "labels": {"app.kubernetes.io/managed-by": "flyte-private-registry"},
-        }
-        assert secret["type"] == "kubernetes.io/dockerconfigjson"
-        config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
-        assert config == {"auths": {ECR_HOST: {"username": "AWS", "password": token, "auth": auth}}}
+    done = subprocess.run(
+        step["command"], env={"PATH": str(bin_dir), **env, "WORK_DIR": str(work)}, capture_output=True, text=True
+    )
+    return done, work, log
 
-    run(apply["command"], {})
-    assert (tmp_path / "applied").read_text().split() == [f"secret-{ns}.json" for ns in NAMESPACES]
 
+def _run_merge_step(pod, work, api, tmp_path, **env_overrides):
+    """The merge container's program, run for real by this Python against the stand-in API server.
+
+    What cannot run here: the python image itself and a real API server. The program gets the
+    stand-in's URL through API_SERVER and a service-account directory with a dummy token (no
+    ca.crt: the stand-in speaks plain HTTP); in a pod it reads KUBERNETES_SERVICE_HOST/PORT and
+    the mounted token and CA.
+    """
+    (merge,) = pod["containers"]
+    assert merge["command"][:3] == ["python3", "-I", "-c"]
+    account = tmp_path / "serviceaccount"
+    account.mkdir(exist_ok=True)
+    (account / "token").write_text("stand-in-bearer-token")
+    env = {e["name"]: e["value"] for e in merge["env"]}
+    assert env.pop("WORK_DIR") == "/work"
+    env.update(WORK_DIR=str(work), API_SERVER=api.url, SERVICE_ACCOUNT_DIR=str(account), PATH="/usr/bin:/bin")
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, *merge["command"][1:]], env=env, capture_output=True, text=True)
+
+
+# a token as ECR's are: long base64 (with + / =) that the CLI prints with a newline
+def _ecr_token() -> str:
+    return base64.b64encode(os.urandom(1500) + b"\xfb\xff").decode()
+
+
+def test_cronjob_token_step_keeps_the_token_off_every_command_line(ecr, tmp_path):
+    """Run the first container's script with every program it may call wrapped to record its argv.
+
+    PATH holds only the wrappers (an ``aws`` stand-in, the real ``tr``/``cat``/... behind
+    recorders), so any program the script runs is recorded; none may see the token. The real
+    aws-cli image cannot run here (no network, no AWS).
+    """
+    pod = _cronjob_pod(ecr)
+    (volume,) = pod["volumes"]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    (step,), (merge,) = pod["initContainers"], pod["containers"]
+    assert step["image"].startswith("public.ecr.aws/aws-cli/aws-cli:")
+    assert merge["image"] == "public.ecr.aws/docker/library/python:3.12-alpine"
+    for container in (step, merge):
+        assert [m["name"] for m in container["volumeMounts"]] == [volume["name"]]
+    token = _ecr_token()
+    done, work, log = _run_token_step(pod, tmp_path, token)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"fetched an ECR token for {ECR_HOST}"]
+    assert token not in done.stdout + done.stderr
+    assert sorted(os.listdir(work)) == ["token"]  # temporary files removed
+    assert (work / "token").read_text() == token
     calls = [line.rstrip("\0").split("\0") for line in log.read_text().splitlines()]
     programs = [Path(call[0]).name for call in calls]
-    assert programs.count("aws") == 1 and programs.count("kubectl") == 1 and "base64" in programs
+    assert programs.count("aws") == 1
     assert calls[programs.index("aws")][1:] == ["ecr", "get-login-password", "--region", "eu-west-1"]
-    assert calls[programs.index("kubectl")][1:] == [
-        "apply", "--server-side", "--force-conflicts", "--field-manager=flyte-private-registry",
-        f"--filename={work}/",
-    ]  # fmt: skip
     for call in calls:
         for argument in call:
-            assert token not in argument and auth not in argument and token[:40] not in argument
-    assert token not in render["command"][2]
+            assert token not in argument and token[:40] not in argument
+    assert token not in step["command"][2] and token not in merge["command"][3]
+
+
+def test_cronjob_token_step_refuses_what_is_not_a_token(ecr, tmp_path):
+    done, work, _ = _run_token_step(_cronjob_pod(ecr), tmp_path, "<html>error page</html>")
+    assert done.returncode == 1 and "did not print a base64 token" in done.stderr
+    assert os.listdir(work) == []
+
+
+def test_cronjob_merge_step_creates_updates_and_never_clobbers(ecr, tmp_path):
+    """The refresher's merge, run for real: created, unchanged, a foreign Secret refused byte-identical."""
+    from kube_stand_in import stand_in_api
+
+    pod = _cronjob_pod(ecr)
+    token = _ecr_token()
+    auth = base64.b64encode(f"AWS:{token}".encode()).decode()
+    foreign_ns = "flytesnacks-staging"
+    foreign = {
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "ecr-pull", "labels": {"team": "platform"}},
+        "data": {".dockerconfigjson": base64.b64encode(b'{"auths": {"quay.io": {"auth": "eDp5"}}}').decode()},
+    }
+    with stand_in_api({*NAMESPACES, foreign_ns}) as api:
+        api.put(foreign_ns, "secrets", foreign)
+        before = api.get(foreign_ns, "secrets", "ecr-pull")
+        done, work, _ = _run_token_step(pod, tmp_path, token)
+        assert done.returncode == 0, done.stderr
+        merged = _run_merge_step(pod, work, api, tmp_path, NAMESPACES=" ".join([*NAMESPACES, foreign_ns]))
+        assert merged.returncode == 1  # one namespace refused: the Job fails and shows in kubectl get jobs
+        assert merged.stdout.splitlines() == [f"secret {ns}/ecr-pull: created" for ns in NAMESPACES]
+        assert f"secret {foreign_ns}/ecr-pull: refused: Secret {foreign_ns}/ecr-pull exists and was not created" in (
+            merged.stderr
+        )
+        assert "CronJobRefresher(adopt=True)" in merged.stderr and "Traceback" not in merged.stderr
+        assert token not in merged.stdout + merged.stderr and auth not in merged.stdout + merged.stderr
+        assert api.get(foreign_ns, "secrets", "ecr-pull") == before
+        assert os.listdir(work) == []  # the merge step deletes the token once read
+        for ns in NAMESPACES:
+            secret = api.get(ns, "secrets", "ecr-pull")
+            kubernetes_validate.validate({**secret, "apiVersion": "v1"}, "1.33.0", strict=True)
+            assert secret["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "flyte-private-registry"}
+            config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+            assert config == {"auths": {ECR_HOST: {"username": "AWS", "password": token, "auth": auth}}}
+        assert {path.split("?")[0] for method, path, _ in api.writes()} == {
+            f"/api/v1/namespaces/{ns}/secrets" for ns in NAMESPACES
+        }
+        assert all("fieldManager=flyte-private-registry" in path for _, path, _ in api.writes())
+
+        # the same token again: nothing to write
+        writes = len(api.writes())
+        (work / "token").write_text(token)
+        again = _run_merge_step(pod, work, api, tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.splitlines() == [f"secret {ns}/ecr-pull: unchanged" for ns in NAMESPACES]
+        assert len(api.writes()) == writes
+
+
+def test_cronjob_merge_step_keeps_other_entries_and_adopts_only_when_rendered_to(ecr, tmp_path):
+    from kube_stand_in import stand_in_api
+
+    ours_ns, theirs_ns = NAMESPACES
+    other = {"username": "ci", "password": "quay-pw", "auth": base64.b64encode(b"ci:quay-pw").decode()}
+    old_ecr = {"username": "AWS", "password": "expired", "auth": base64.b64encode(b"AWS:expired").decode()}
+    with stand_in_api(set(NAMESPACES)) as api:
+        # ours, from an earlier run, to which someone added quay.io by hand
+        api.put(ours_ns, "secrets", {
+            "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "ecr-pull", "labels": {"app.kubernetes.io/managed-by": "flyte-private-registry"},
+                         "annotations": {"flyte-private-registry/hosts": ECR_HOST}},
+            "data": {".dockerconfigjson": base64.b64encode(
+                json.dumps({"auths": {ECR_HOST: old_ecr, "quay.io": other}}).encode()).decode()},
+        })  # fmt: skip
+        # someone else's, with an entry for quay.io and a key of its own
+        api.put(theirs_ns, "secrets", {
+            "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "ecr-pull", "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps({"auths": {"quay.io": other}}).encode()).decode(),
+                     "extra": base64.b64encode(b"theirs").decode()},
+        })  # fmt: skip
+        theirs_before = api.get(theirs_ns, "secrets", "ecr-pull")
+        for adopt, expected in ((False, 1), (True, 0)):
+            token = _ecr_token()
+            pod = _cronjob_pod(ecr, adopt=adopt)
+            (merge,) = pod["containers"]
+            assert {"name": "ADOPT", "value": "true" if adopt else "false"} in merge["env"]
+            work = tmp_path / f"work-{adopt}"
+            work.mkdir()
+            (work / "token").write_text(token)
+            done = _run_merge_step(pod, work, api, tmp_path)
+            assert done.returncode == expected, done.stderr
+            assert token not in done.stdout + done.stderr
+            mine = api.get(ours_ns, "secrets", "ecr-pull")
+            auths = json.loads(base64.b64decode(mine["data"][".dockerconfigjson"]))["auths"]
+            assert auths["quay.io"] == other and auths[ECR_HOST]["password"] == token
+            theirs = api.get(theirs_ns, "secrets", "ecr-pull")
+            if not adopt:
+                assert theirs == theirs_before
+                continue
+            auths = json.loads(base64.b64decode(theirs["data"][".dockerconfigjson"]))["auths"]
+            assert auths["quay.io"] == other and auths[ECR_HOST]["password"] == token
+            assert theirs["data"]["extra"] == theirs_before["data"]["extra"]
+            assert theirs["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "Helm"}
+            assert theirs["metadata"]["annotations"]["flyte-private-registry/adopted"] == "true"
+
+
+def test_cronjob_merge_step_reports_an_unreachable_api_server_without_a_traceback(ecr, tmp_path):
+    from kube_stand_in import stand_in_api
+    from rig import free_port
+
+    pod = _cronjob_pod(ecr)
+    work = tmp_path / "work"
+    work.mkdir()
+    token = _ecr_token()
+    (work / "token").write_text(token)
+    with stand_in_api(set()) as api:
+        api.url = f"http://127.0.0.1:{free_port()}"
+        done = _run_merge_step(pod, work, api, tmp_path)
+    assert done.returncode == 1 and "the API server did not answer" in done.stderr
+    assert "Traceback" not in done.stderr and token not in done.stdout + done.stderr
 
 
 def test_external_secrets_refresher(ecr):

@@ -91,7 +91,7 @@ def test_plain_imagespec_is_pushed_with_declared_credentials_then_skipped(
     text = first.out + first.err + second.out + second.err
     assert canary_password not in text
     assert hashlib.sha256((user_docker_config / "config.json").read_bytes()).hexdigest() == user_config_before
-    assert _leftover_dirs() == leftovers
+    assert _leftover_dirs() <= leftovers  # nothing new left behind (the sweep may remove stale ones)
 
 
 def test_token_registry_over_tls(token_registry, registry_users, ca, workdir, capfd):

@@ -1,4 +1,4 @@
-"""Integration test rig: real dockerd, registries, token server, TLS and /etc/hosts mapping.
+"""Integration test rig: real dockerd, registries, token server, TLS and a private /etc/hosts mapping.
 
 Import as ``from rig import DockerEngine`` with ``tests/`` on ``sys.path`` (tests/conftest.py
 does that; scripts under benchmarks/ use ``sys.path.insert(0, "tests")``).
@@ -6,6 +6,7 @@ does that; scripts under benchmarks/ use ``sys.path.insert(0, "tests")``).
 
 from ._process import MissingBinaryError, RigError
 from .docker_engine import DockerCommandError, DockerEngine
+from .fault_registry import FaultRegistry
 from .hosts import hosts_entries
 from .ports import free_port, wait_for_port
 from .registry import Registry
@@ -16,6 +17,7 @@ __all__ = [
     "CertificateAuthority",
     "DockerCommandError",
     "DockerEngine",
+    "FaultRegistry",
     "MissingBinaryError",
     "Registry",
     "RigError",

@@ -84,8 +84,9 @@ class DockerEngine(Service):
     ) -> DockerEngine:
         """Start a private dockerd under ``workdir`` and wait until ``docker version`` answers.
 
-        vfs storage and no bridge/iptables make it work without kernel modules or a network;
-        a private ``--config-file`` keeps /etc/docker/daemon.json out of the picture.
+        vfs storage and no bridge/iptables make it work without kernel modules or a network
+        (inside ``isolate.py``'s namespaces there is only ``lo``); a private ``--config-file``
+        keeps /etc/docker/daemon.json out of the picture and the trust key out of /etc/docker.
         """
         dockerd = require_binary("dockerd", "docker.io")
         cli = docker_cli or require_binary("docker", "docker.io")
@@ -97,7 +98,8 @@ class DockerEngine(Service):
             runtime_dir, owns_runtime_dir = Path(tempfile.mkdtemp(prefix="dk-", dir="/tmp")), True
         (workdir / "cli-config").mkdir(exist_ok=True)
         daemon_json = workdir / "daemon.json"
-        daemon_json.write_text("{}\n")
+        # dockerd 20.10 otherwise creates its trust key in the machine-global /etc/docker.
+        daemon_json.write_text(json.dumps({"deprecated-key-path": str(workdir / "key.json")}) + "\n")
         log_path = workdir / "dockerd.log"
         args = [
             dockerd,

@@ -3,6 +3,9 @@
 Hostname-based logic (provider detection, credential helpers, kubelet-style matching) can then
 be tested end to end against a local registry answering under the real name. The daemon, Python
 and every other resolver read /etc/hosts, so no DNS server is needed.
+
+/etc/hosts is only ever edited when it is the run's private copy (see ``isolate.py``): the
+machine's file is shared by every run and every program on it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-ETC_HOSTS = Path("/etc/hosts")
+from .isolate import ETC_HOSTS, HOW_TO_RUN, isolation_problem
+
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
@@ -44,15 +48,14 @@ def hosts_entries(entries: Mapping[str, str], path: Path = ETC_HOSTS) -> Iterato
     """Append ``hostname -> ip`` lines in a marked block, and remove exactly that block on exit.
 
     Other content (including blocks from concurrent rigs) is left untouched, also when the body
-    raises. Editing the real /etc/hosts requires root; we refuse up front instead of failing
-    half-way.
+    raises. /etc/hosts itself is edited only inside the private namespaces ``isolate.py`` sets
+    up; anywhere else we refuse up front, before touching it.
     """
     path = Path(path)
-    if path == ETC_HOSTS and os.geteuid() != 0:
-        raise PermissionError(
-            "hosts_entries() edits /etc/hosts and needs root; run the integration tests as root "
-            "(e.g. in the CI container), or pass path= to edit a scratch hosts file."
-        )
+    if path.resolve() == ETC_HOSTS.resolve():
+        problem = isolation_problem()
+        if problem is not None:
+            raise PermissionError(f"refusing to edit the machine's /etc/hosts: {problem}; {HOW_TO_RUN}.")
     lines = []
     for hostname, ip in entries.items():
         ipaddress.ip_address(ip)  # raises ValueError on garbage
