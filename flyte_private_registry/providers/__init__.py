@@ -7,30 +7,70 @@ until a credential is asked for, so declaring a registry stays cheap. (The plugi
 
 from __future__ import annotations
 
-from ._acr import AcrProvider
-from ._base import GenericProvider, Provider
-from ._dockerhub import DockerHubProvider
-from ._ecr import EcrProvider
-from ._gar import GarProvider
-from ._github import GhcrProvider
-from ._gitlab import GitLabProvider
+import importlib
+from typing import TYPE_CHECKING, Any
 
-#: kind -> provider class; config files name providers by these keys.
-PROVIDERS: dict[str, type[Provider]] = {GenericProvider.kind: GenericProvider}
+from ._base import GenericProvider, Provider
+
+if TYPE_CHECKING:
+    PROVIDERS: dict[str, type[Provider]]
+
+    from ._acr import AcrProvider
+    from ._dockerhub import DockerHubProvider
+    from ._ecr import EcrProvider
+    from ._gar import GarProvider
+    from ._github import GhcrProvider
+    from ._gitlab import GitLabProvider
+
+# The built-in providers load on first use (a provider class, PROVIDERS, provider_for_host, so the first
+# declaration): their modules and pydantic models cost ~10-20 ms CPU, which importing PrivateRegistry
+# would otherwise pay up front (and the flytekit plugin path never needs).
+_BUILTIN = {
+    "EcrProvider": "._ecr",
+    "GhcrProvider": "._github",
+    "GitLabProvider": "._gitlab",
+    "DockerHubProvider": "._dockerhub",
+    "GarProvider": "._gar",
+    "AcrProvider": "._acr",
+}
+_registered: dict[str, type[Provider]] = {}  # register_provider() calls made before the built-ins loaded
+
+
+def _providers() -> dict[str, type[Provider]]:
+    """kind -> provider class; config files name providers by these keys (built-ins first, in order)."""
+    table = globals().get("PROVIDERS")
+    if table is None:
+        table = {GenericProvider.kind: GenericProvider}
+        for name in _BUILTIN:
+            cls = __getattr__(name)
+            table[cls.kind] = cls
+        table.update(_registered)
+        globals()["PROVIDERS"] = table
+    return table
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PROVIDERS":
+        return _providers()
+    module = _BUILTIN.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def register_provider(cls: type[Provider]) -> type[Provider]:
-    PROVIDERS[cls.kind] = cls
+    if "PROVIDERS" in globals():
+        _providers()[cls.kind] = cls
+    else:
+        _registered[cls.kind] = cls
     return cls
-
-
-for _cls in (EcrProvider, GhcrProvider, GitLabProvider, DockerHubProvider, GarProvider, AcrProvider):
-    register_provider(_cls)
 
 
 def provider_for_host(host: str) -> Provider:
     """The provider a bare prefix implies (``ghcr.io`` is GitHub, ...); generic when unknown."""
-    for cls in PROVIDERS.values():
+    for cls in _providers().values():
         infer = getattr(cls, "from_host", None)
         if infer is not None:
             provider = infer(host)

@@ -9,21 +9,22 @@ names the expected form, and returns ``cls(prefix, provider=..., **kwargs)``: ev
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._errors import ConfigurationError
 from .._reference import InvalidReference, RegistryPrefix
-from ._acr import AcrProvider, acr_prefix
-from ._dockerhub import DockerHubProvider, dockerhub_prefix
-from ._ecr import Clock, EcrProvider, ecr_host, parse_ecr_host
-from ._gar import GarProvider, gar_prefix
-from ._github import GhcrProvider, ghcr_prefix
-from ._gitlab import GITLAB_COM_REGISTRY, GitLabProvider, gitlab_prefix
+
+if TYPE_CHECKING:
+    from ._ecr import Clock
+
+# Each constructor imports its provider module itself: importing PrivateRegistry loads none of them.
 
 _R = TypeVar("_R", bound="ProviderConstructors")
 
 
 def _ecr_prefix(prefix: str | None, account_id: str | None, region: str | None, fips: bool) -> str:
+    from ._ecr import ecr_host, parse_ecr_host
+
     if prefix is None:
         if account_id is None or region is None:
             raise ConfigurationError(
@@ -71,6 +72,8 @@ class ProviderConstructors:
         are created before the first push unless ``create_repository=False``, with the given
         ``scan_on_push``, ``tag_mutability`` and ``encryption``/``kms_key``.
         """
+        from ._ecr import EcrProvider
+
         provider = EcrProvider(
             create_repository=create_repository,
             scan_on_push=scan_on_push,
@@ -89,24 +92,35 @@ class ProviderConstructors:
 
         Credentials: ``GHCR_TOKEN`` (+ ``GHCR_USERNAME``), or ``GITHUB_TOKEN`` + ``GITHUB_ACTOR`` in Actions.
         """
+        from ._github import GhcrProvider, ghcr_prefix
+
         return cls(ghcr_prefix(owner), provider=GhcrProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
-    def gitlab(cls: type[_R], path: str, /, *, host: str = GITLAB_COM_REGISTRY, **kwargs: Any) -> _R:
-        """GitLab: ``gitlab("group/sub/project")``, or ``host="gitlab.example.com:5050"`` for self-managed."""
+    def gitlab(cls: type[_R], path: str, /, *, host: str | None = None, **kwargs: Any) -> _R:
+        """GitLab: ``gitlab("group/sub/project")`` (registry.gitlab.com), or ``host="gitlab.example.com:5050"``."""
+        from ._gitlab import GITLAB_COM_REGISTRY, GitLabProvider, gitlab_prefix
+
+        host = GITLAB_COM_REGISTRY if host is None else host
         return cls(gitlab_prefix(path, host), provider=GitLabProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
     def dockerhub(cls: type[_R], namespace: str, /, **kwargs: Any) -> _R:
         """Docker Hub: ``dockerhub("acme")`` is ``docker.io/acme`` (``DOCKERHUB_USERNAME``/``DOCKERHUB_TOKEN``)."""
+        from ._dockerhub import DockerHubProvider, dockerhub_prefix
+
         return cls(dockerhub_prefix(namespace), provider=DockerHubProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
     def gar(cls: type[_R], location: str, project: str, repository: str, /, **kwargs: Any) -> _R:
         """Google Artifact Registry: ``gar("us-central1", "my-project", "repo")``."""
+        from ._gar import GarProvider, gar_prefix
+
         return cls(gar_prefix(location, project, repository), provider=GarProvider(), **kwargs)  # type: ignore[call-arg]
 
     @classmethod
     def acr(cls: type[_R], name: str, /, **kwargs: Any) -> _R:
         """Azure Container Registry: ``acr("myregistry")`` is ``myregistry.azurecr.io``."""
+        from ._acr import AcrProvider, acr_prefix
+
         return cls(acr_prefix(name), provider=AcrProvider(), **kwargs)  # type: ignore[call-arg]

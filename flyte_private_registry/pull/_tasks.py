@@ -7,6 +7,10 @@ version: a secret added later would register a different task than the one that 
 Nothing here resolves a credential. Defining a task only needs the Secret's *name*, so task
 modules import fine inside the task container (``@dynamic`` compiles sub-tasks there).
 
+Nor does defining a task import ``kubernetes`` (~0.5 s CPU, paid at registration and again in every
+task container): the template is a :class:`DeferredPodTemplate`, whose ``V1PodSpec`` is built the
+first time flytekit reads ``pod_spec``, which it does only to serialize or hash the task.
+
 Merging never mutates the user's ``PodTemplate`` (one template is often shared by several
 tasks, and mutating it would change the version of tasks that have no private image). The copy
 keeps every container, volume, toleration, label, annotation and pull secret; ours are appended
@@ -16,9 +20,12 @@ only when missing.
 from __future__ import annotations
 
 import copy
-import dataclasses
+import importlib.util
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from flytekit.core.pod_template import PodTemplate
 
 from .._catalog import CATALOG
 from .._errors import ConfigurationError
@@ -26,8 +33,6 @@ from .._reference import InvalidReference, RegistryPrefix
 from ._k8s_import import import_kubernetes
 
 if TYPE_CHECKING:
-    from flytekit.core.pod_template import PodTemplate
-
     from .._declaration import PrivateRegistry
 
 #: flytekit's placeholder for images given by ``--image name=...`` / the default image.
@@ -37,6 +42,129 @@ _TEMPLATED_IMAGE = "{{.image."
 def kubernetes_models() -> Any:
     """``kubernetes.client`` (slow to import: ~2 s), or an error that names the extra to install."""
     return import_kubernetes().client
+
+
+def require_kubernetes() -> None:
+    """Fail now, with the extra to install, if ``kubernetes`` is missing; without importing it.
+
+    The pod spec is built later (at serialization), but a missing extra should surface where the
+    task is defined, as it did when the spec was built eagerly.
+    """
+    try:
+        found = importlib.util.find_spec("kubernetes") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        import_kubernetes()  # raises the one shared MissingExtra
+
+
+# -- the deferred pod template -----------------------------------------------------------------
+_BUILD_LOCK = threading.Lock()
+
+
+def _with_secrets(spec: Any, secret_names: Sequence[str]) -> Any:
+    """``spec`` (or a new empty ``V1PodSpec``) with ``secret_names`` appended to its pull secrets, each once."""
+    client = kubernetes_models()
+    if spec is None:
+        spec = client.V1PodSpec(containers=[])
+    existing = list(spec.image_pull_secrets or [])
+    present = {_secret_name(ref) for ref in existing}
+    for name in secret_names:
+        if name not in present:
+            existing.append(client.V1LocalObjectReference(name=name))
+            present.add(name)
+    spec.image_pull_secrets = existing or None
+    return spec
+
+
+class DeferredPodTemplate(PodTemplate):
+    """A flytekit ``PodTemplate`` whose ``V1PodSpec`` is built on the first read of ``pod_spec``.
+
+    flytekit reads ``pod_spec`` only to serialize (``_serialize_pod_spec``, ``K8sPod``) or hash
+    (``version_hash``) a task, and that imports ``kubernetes`` anyway; defining or running a task
+    does not read it. Until then the template holds a recipe: the base spec (a private copy, or
+    ``None`` for an empty one) and the pull secret names to append. Not a new dataclass: its fields
+    are ``PodTemplate``'s, so ``asdict``, ``version_hash`` and the serialized TaskTemplate are the
+    ones an eagerly built ``PodTemplate`` gives, byte for byte.
+    """
+
+    @property  # type: ignore[override]
+    def pod_spec(self) -> Any:
+        state = self.__dict__
+        if "_recipe" in state:
+            with _BUILD_LOCK:
+                recipe = state.get("_recipe")
+                if recipe is not None:
+                    state["_spec"] = _with_secrets(*recipe)
+                    del state["_recipe"]
+        return state.get("_spec")
+
+    @pod_spec.setter
+    def pod_spec(self, value: Any) -> None:
+        self.__dict__.pop("_recipe", None)
+        self.__dict__["_spec"] = value
+
+    def __post_init__(self) -> None:
+        # PodTemplate's would build an empty V1PodSpec (importing kubernetes) when none is given.
+        if self.__dict__.get("_spec") is None:
+            self.__dict__["_recipe"] = (None, ())
+        if not self.primary_container_name:
+            from flytekit.exceptions.user import FlyteValidationException
+
+            raise FlyteValidationException("A primary container name cannot be undefined")
+
+    def __eq__(self, other: object) -> bool:
+        # PodTemplate's dataclass __eq__ only compares objects of the very same class.
+        if not isinstance(other, PodTemplate):
+            return NotImplemented
+        return (self.pod_spec, self.primary_container_name, self.labels, self.annotations) == (
+            other.pod_spec,
+            other.primary_container_name,
+            other.labels,
+            other.annotations,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like PodTemplate
+
+    @property
+    def built(self) -> bool:
+        """Whether the ``V1PodSpec`` exists yet (tests and benchmarks check that nothing forced it)."""
+        return "_recipe" not in self.__dict__
+
+    def peek(self) -> tuple[Any, tuple[str, ...]]:
+        """The spec as it stands and the secret names still to append, without building anything."""
+        with _BUILD_LOCK:
+            recipe = self.__dict__.get("_recipe")
+            if recipe is not None:
+                return recipe
+            return self.__dict__.get("_spec"), ()
+
+    @classmethod
+    def merged(cls, base: PodTemplate | None, secret_names: Sequence[str]) -> DeferredPodTemplate:
+        """A template that will be ``base`` (copied now: it may be shared and changed later) plus ``secret_names``."""
+        if base is None:
+            template = cls()
+            spec, pending = None, ()
+        else:
+            template = cls(
+                primary_container_name=base.primary_container_name,
+                labels=copy.deepcopy(base.labels),
+                annotations=copy.deepcopy(base.annotations),
+            )
+            spec, pending = _peek(base)
+            spec = copy.deepcopy(spec)
+        names = list(pending)
+        names.extend(name for name in secret_names if name not in names)
+        template.__dict__.pop("_spec", None)
+        template.__dict__["_recipe"] = (spec, tuple(names))
+        return template
+
+
+def _peek(template: Any) -> tuple[Any, tuple[str, ...]]:
+    """A template's spec and pending secret names; never forces a deferred spec to be built."""
+    if isinstance(template, DeferredPodTemplate):
+        return template.peek()
+    return getattr(template, "pod_spec", None), ()
 
 
 # -- which registry covers an image ------------------------------------------------------------
@@ -53,6 +181,18 @@ def _registry_for_spec(spec: Any, default: PrivateRegistry | None) -> PrivateReg
     return found
 
 
+def noop_base(spec: Any) -> str | None:
+    """The image a ``builder="noop"`` ImageSpec really runs: its ``base_image`` string (``None`` otherwise).
+
+    flytekit's noop builder builds nothing and maps the spec's name to ``base_image``, so the node
+    pulls the base and needs *its* registry's secret (a public base keeps the spec's registry: one
+    secret too many is harmless). Any other builder puts the base's layers into the pushed image:
+    the node never pulls the base by name and needs no secret for it.
+    """
+    base = getattr(spec, "base_image", None)
+    return base if getattr(spec, "builder", None) == "noop" and isinstance(base, str) else None
+
+
 def registry_for_image(image: Any, default: PrivateRegistry | None = None) -> PrivateRegistry | None:
     """The declared registry an image (string or ImageSpec) comes from; ``None`` for public images.
 
@@ -63,7 +203,9 @@ def registry_for_image(image: Any, default: PrivateRegistry | None = None) -> Pr
     if image is None:
         return default
     if hasattr(image, "image_name") and hasattr(image, "registry"):  # an ImageSpec
-        return _registry_for_spec(image, default)
+        base = noop_base(image)  # flytekit's noop builder runs the base image itself: that is what is pulled
+        found = CATALOG.for_image(base) if base is not None else None
+        return found if found is not None else _registry_for_spec(image, default)
     if not isinstance(image, str):
         return None
     if image.startswith(_TEMPLATED_IMAGE):
@@ -95,28 +237,34 @@ def primary_image(task: Any) -> Any:
     return getattr(task, "_image", None)
 
 
-def _containers(pod_template: Any) -> list[Any]:
-    spec = getattr(pod_template, "pod_spec", None)
+def _containers(pod_template: Any) -> tuple[list[Any], list[Any]]:
+    """The template's ``containers`` and ``init_containers`` (empty lists when it has no spec)."""
+    spec, _ = _peek(pod_template)
     if spec is None:
-        return []
-    return [*(getattr(spec, "containers", None) or []), *(getattr(spec, "init_containers", None) or [])]
+        return [], []
+    return list(getattr(spec, "containers", None) or []), list(getattr(spec, "init_containers", None) or [])
 
 
 def images_pulled_by(primary: Any, pod_template: Any) -> list[Any]:
-    """Every image a pod pulls: the primary one and the pod template's other containers.
+    """Every image a pod pulls: the primary one, the pod template's sidecars and its init containers.
 
     A primary container in the pod template that names its own image replaces the task's image
-    (flytekit's ``_serialize_pod_spec`` does the same).
+    (flytekit's ``_serialize_pod_spec`` does the same, looking at ``containers`` only: an init
+    container never stands for the primary, whatever its name). A private *base image* of an
+    ImageSpec is not here on purpose: its layers are inside the pushed image and the node never
+    pulls the base by its own name, so it needs no pull secret (only the build needs its credentials).
     """
     primary_name = getattr(pod_template, "primary_container_name", None)
+    containers, init_containers = _containers(pod_template)
     images: list[Any] = []
     primary_overridden = False
-    for container in _containers(pod_template):
+    for container in containers:
         image = getattr(container, "image", None)
         if container.name == primary_name:
             primary_overridden = image is not None
         if image is not None:
             images.append(image)
+    images.extend(image for image in (getattr(c, "image", None) for c in init_containers) if image is not None)
     if not primary_overridden:
         images.insert(0, primary)
     return images
@@ -148,31 +296,11 @@ def merge_pod_template(base: PodTemplate | None, secret_names: Sequence[str]) ->
     """A copy of ``base`` (or a new template) whose pod spec also lists ``secret_names``.
 
     The user's containers, volumes, tolerations, labels, annotations and pull secrets are kept
-    as they are; a name already listed is not added again.
+    as they are; a name already listed is not added again. The ``V1PodSpec`` itself is built
+    when flytekit first reads it (see :class:`DeferredPodTemplate`).
     """
-    client = kubernetes_models()
-    from flytekit.core.pod_template import PodTemplate
-
-    if base is None:
-        template = PodTemplate(pod_spec=client.V1PodSpec(containers=[]))
-    else:
-        template = dataclasses.replace(
-            base,
-            pod_spec=copy.deepcopy(base.pod_spec),
-            labels=copy.deepcopy(base.labels),
-            annotations=copy.deepcopy(base.annotations),
-        )
-    spec = template.pod_spec
-    if spec is None:  # PodTemplate.__post_init__ always sets one; keep type checkers calm
-        spec = template.pod_spec = client.V1PodSpec(containers=[])
-    existing = list(spec.image_pull_secrets or [])
-    present = {_secret_name(ref) for ref in existing}
-    for name in secret_names:
-        if name not in present:
-            existing.append(client.V1LocalObjectReference(name=name))
-            present.add(name)
-    spec.image_pull_secrets = existing or None
-    return template
+    require_kubernetes()
+    return DeferredPodTemplate.merged(base, secret_names)
 
 
 def _secret_name(ref: Any) -> str | None:
@@ -181,10 +309,14 @@ def _secret_name(ref: Any) -> str | None:
 
 def listed_secrets(task: Any) -> list[str]:
     """Pull secret names already in a task's pod template."""
-    template = getattr(inner_task(task), "pod_template", None)
-    spec = getattr(template, "pod_spec", None)
+    return _listed_in(getattr(inner_task(task), "pod_template", None))
+
+
+def _listed_in(template: Any) -> list[str]:
+    spec, pending = _peek(template)
     refs: Iterable[Any] = getattr(spec, "image_pull_secrets", None) or []
-    return [name for name in (_secret_name(ref) for ref in refs) if name]
+    names = [name for name in (_secret_name(ref) for ref in refs) if name]
+    return names + [name for name in pending if name not in names]
 
 
 # -- attaching ---------------------------------------------------------------------------------
@@ -257,7 +389,7 @@ def decorate(
         kwargs = {**kwargs, "pod_template_name": via_pod_template_name}
     elif names:
         base = kwargs.get("pod_template")
-        listed = [_secret_name(r) for r in (getattr(getattr(base, "pod_spec", None), "image_pull_secrets", None) or [])]
+        listed = _listed_in(base)
         if not all(name in listed for name in names):
             kwargs = {**kwargs, "pod_template": merge_pod_template(base, names)}
     decorator = flytekit.dynamic if dynamic else flytekit.task
