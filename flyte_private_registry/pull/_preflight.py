@@ -11,6 +11,9 @@ For every (namespace, image) the check walks what kubelet walks, and stops at th
    (``unauthorized``, through :class:`RegistryClient`);
 4. the tag exists (``image-missing``).
 
+Every image a task's pod pulls is a target of its own: the primary, the pod template's sidecars and
+its init containers, each checked against every Secret the pod lists (kubelet tries them all).
+
 The cluster read goes through a :class:`SecretSource`: a mapping of Secret objects you already
 have (dicts as rendered, or ``V1Secret``), or the Kubernetes API. Registry answers are cached, so
 50 namespaces sharing one Secret cost one login.
@@ -35,7 +38,7 @@ from ._dockerconfigjson import DOCKERCFG_KEY, DOCKERCFG_TYPE, DOCKERCONFIGJSON_K
 from ._k8s_import import import_kubernetes
 from ._kubelet import Keyring
 from ._objects import target_namespaces
-from ._tasks import inner_task, listed_secrets, pulled_images, registry_for_image
+from ._tasks import inner_task, listed_secrets, noop_base, pulled_images, registry_for_image
 
 if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
@@ -148,8 +151,9 @@ class PreflightReport:
 
 # -- targets ------------------------------------------------------------------------------------
 def _image_string(image: Any) -> str:
+    """What the node pulls: an ImageSpec's name, or for ``builder="noop"`` its base image (all it runs)."""
     if hasattr(image, "image_name"):
-        return str(image.image_name())
+        return noop_base(image) or str(image.image_name())
     return str(image)
 
 
@@ -256,7 +260,8 @@ class _RegistryProbe:
             if digest is None:
                 answer = (
                     "image-missing",
-                    f"{where} can pull from {ref.host}, but {ref.repository}:{ref.reference} does not exist",
+                    f"{where} can pull from {ref.host}, but {ref.repository}{'@' if ref.digest else ':'}"
+                    f"{ref.reference} does not exist",
                 )
             else:
                 answer = (OK, f"{where} can pull {ref.repository}:{ref.reference} ({digest[:19]})")

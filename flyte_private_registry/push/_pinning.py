@@ -1,0 +1,253 @@
+"""Digest pinning and the platform check: tasks run exactly the image registration checked.
+
+A tag moves (a re-push, a CI job reusing it, a mutable ECR tag, a stale mirror); a digest does
+not. The existence check's authenticated ``HEAD`` already answers ``Docker-Content-Digest``, so
+pinning costs no request: the builder records ``registry/name:tag@sha256:...`` in flytekit's
+``ImageBuildEngine._IMAGE_NAME_TO_REAL_NAME``, which ``ImageSpec.image_name()`` reads, and every
+place flytekit serializes an ImageSpec (``@task``, ``map_task``, ``@dynamic``'s serialized context,
+``ContainerTask``, ImageSpec files given to ``--image``) goes through ``image_name()``.
+
+flytekit only fills that map from ``build_image``'s return value, and only when ``should_build``
+said yes; an image that already exists is recorded here instead.
+
+The platform check reads the pinned manifest: an index lists its platforms, a single manifest's
+config blob names one. Digests are immutable, so the answer is cached per digest for the process.
+
+Opting out: ``PrivateRegistry(pin_digest=False)``, ``ImageSpec(builder_options={"pin_digest": False})``
+or ``FLYTE_PRIVATE_REGISTRY_PIN_DIGEST=false``; platforms: ``PrivateRegistry(platforms=[...])`` or
+``builder_options={"platforms": [...]}`` (empty: no check). See ``docs/digests.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec
+
+from .._errors import ConfigurationError, RegistryError
+from .._platform import Platform, parse_platforms
+from ..distribution._private_dir import PrivateDir, user_cache_dir
+
+if TYPE_CHECKING:
+    from .._declaration import PrivateRegistry
+    from ..distribution import RegistryClient
+
+ENV_PIN = "FLYTE_PRIVATE_REGISTRY_PIN_DIGEST"
+#: ``ImageSpec(builder_options={...})`` keys read here (ImageSpec has no free field of its own).
+OPTION_PIN = "pin_digest"
+OPTION_PLATFORMS = "platforms"
+_FALSE = ("0", "false", "no", "off")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def plain_name(spec: ImageSpec) -> str:
+    """``registry/name:tag`` as ``ImageSpec.image_name()`` computes it before any mapping.
+
+    The key of ``_IMAGE_NAME_TO_REAL_NAME``; ``image_name()`` itself answers the pinned name once
+    one is recorded, which is not what an existence check by tag or a ``docker build --tag`` wants.
+    """
+    name = f"{spec.name}:{spec.tag}"
+    return f"{spec.registry}/{name}" if spec.registry else name
+
+
+def unpinned(image: str) -> str:
+    return image.split("@", 1)[0]
+
+
+def pinned_reference(image: str, digest: str) -> str:
+    """``registry/name:tag@sha256:...``: the tag stays for people reading it, the digest is what is pulled."""
+    return f"{unpinned(image)}@{digest}"
+
+
+def _option(spec: ImageSpec, key: str) -> Any:
+    options = spec.builder_options or {}
+    return options.get(key)
+
+
+def pin_wanted(registry: PrivateRegistry, spec: ImageSpec) -> bool:
+    """Most specific first: ``builder_options["pin_digest"]``, ``$FLYTE_PRIVATE_REGISTRY_PIN_DIGEST``, the registry."""
+    option = _option(spec, OPTION_PIN)
+    if option is not None:
+        if not isinstance(option, bool):
+            raise ConfigurationError(
+                f"ImageSpec {spec.name!r}: builder_options[{OPTION_PIN!r}] must be True or False, got {option!r}"
+            )
+        return option
+    env = os.environ.get(ENV_PIN, "").strip().lower()
+    if env in _FALSE:
+        return False
+    if env in _TRUE:
+        return True
+    if env:
+        raise ConfigurationError(f"{ENV_PIN}={env!r}: use true or false")
+    return registry.pin_digest
+
+
+def wanted_platforms(registry: PrivateRegistry, spec: ImageSpec) -> tuple[Platform, ...]:
+    """Where the tasks run: ``builder_options["platforms"]``, else the registry's, else ``ImageSpec.platform``.
+
+    flytekit defaults ``ImageSpec.platform`` to ``linux/amd64`` (the platform it builds for), so a
+    plain spec is checked for that.
+    """
+    option = _option(spec, OPTION_PLATFORMS)
+    if option is not None:
+        try:
+            return parse_platforms(option)
+        except ConfigurationError as err:
+            raise ConfigurationError(f"ImageSpec {spec.name!r}: builder_options[{OPTION_PLATFORMS!r}]: {err}") from None
+    if registry.platforms is not None:
+        return parse_platforms(registry.platforms)
+    return parse_platforms(spec.platform or "linux/amd64")
+
+
+def record(spec: ImageSpec, reference: str) -> None:
+    """Make ``spec.image_name()`` answer ``reference`` for the rest of the process."""
+    ImageBuildEngine._IMAGE_NAME_TO_REAL_NAME[plain_name(spec)] = reference
+
+
+def forget(spec: ImageSpec) -> None:
+    """Drop an earlier pin: before a rebuild (the builder tags by ``image_name()``) or when pinning is off."""
+    ImageBuildEngine._IMAGE_NAME_TO_REAL_NAME.pop(plain_name(spec), None)
+
+
+# -- platforms ------------------------------------------------------------------------------------
+#: Per process, by digest: a manifest's content (and so its platforms) never changes under its digest.
+_platforms: dict[str, tuple[Platform, ...]] = {}
+_platforms_lock = threading.Lock()
+_CACHE_NAME = re.compile(r"[a-z0-9]+-[a-f0-9]{32,128}\.json", re.ASCII)
+
+
+def forget_platforms() -> None:
+    """Empty the per-process cache (tests that count requests start from nothing)."""
+    with _platforms_lock:
+        _platforms.clear()
+
+
+def _disk() -> PrivateDir | None:
+    """``$XDG_CACHE_HOME/flyte-private-registry/platforms``: the next ``pyflyte`` run skips the GETs too.
+
+    A private directory like the token cache's, so no one else can plant an answer that passes the
+    check; off with ``$FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE=0`` (one switch for the library's disk caches).
+    """
+    if os.environ.get("FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE", "1").strip().lower() in _FALSE:
+        return None
+    return PrivateDir(user_cache_dir("platforms"), _CACHE_NAME.fullmatch)
+
+
+def _file_name(digest: str) -> str | None:
+    algorithm, _, hexdigest = digest.partition(":")
+    name = f"{algorithm}-{hexdigest}.json"
+    return name if _CACHE_NAME.fullmatch(name) else None
+
+
+def _read_disk(digest: str) -> tuple[Platform, ...] | None:
+    disk, name = _disk(), _file_name(digest)
+    if disk is None or name is None:
+        return None
+    with disk.opened() as fd:
+        raw = PrivateDir.read(fd, name, 64 * 1024) if fd is not None else None
+    try:
+        listed = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        return None
+    try:
+        return tuple(Platform.parse(item) for item in listed)
+    except ConfigurationError:
+        return None
+
+
+def _write_disk(digest: str, platforms: tuple[Platform, ...]) -> None:
+    disk, name = _disk(), _file_name(digest)
+    if disk is None or name is None:
+        return
+    with disk.opened() as fd:
+        if fd is not None:
+            disk.write(fd, name, json.dumps([str(p) for p in platforms]).encode())
+
+
+def gone(image: str, digest: str, host: str) -> RegistryError:
+    """The error for a pinned digest the registry no longer has (better now than an ImagePullBackOff)."""
+    return RegistryError(
+        f"image {unpinned(image)} is pinned to {digest}, which registry {host} no longer has (deleted, or "
+        "garbage-collected after the tag moved): a pod would fail with ImagePullBackOff. Build or push the "
+        "image again, or drop the @digest to use what the tag names now.",
+        host=host,
+        status=404,
+    )
+
+
+def platforms_of(
+    client: Callable[[], RegistryClient], image: str, repository: str, digest: str
+) -> tuple[Platform, ...]:
+    """The platforms manifest ``digest`` serves: an index's entries, or a single manifest's config blob.
+
+    ``client`` is called only on a cache miss, so a cached answer never imports httpx.
+    """
+    with _platforms_lock:
+        cached = _platforms.get(digest)
+    if cached is None:
+        cached = _read_disk(digest)
+    if cached is not None:
+        with _platforms_lock:
+            _platforms[digest] = cached
+        return cached
+    registry = client()
+    manifest = registry.manifest(repository, digest)
+    if manifest is None:
+        raise gone(image, digest, registry.host)
+    found: list[Platform] = []
+    if manifest.is_index:
+        for entry in manifest.document.get("manifests") or []:
+            platform = Platform.from_json(entry.get("platform") or {}) if isinstance(entry, dict) else None
+            if platform is not None and not platform.unknown:  # buildx attestations say unknown/unknown
+                found.append(platform)
+    else:
+        config = manifest.document.get("config")
+        config_digest = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(config_digest, str):
+            raise RegistryError(
+                f"image {unpinned(image)}@{digest} in {registry.host}: the manifest names no config blob "
+                f"(media type {manifest.media_type or 'unknown'}), so its platform cannot be read",
+                host=registry.host,
+            )
+        platform = Platform.from_json(registry.blob_json(repository, config_digest))
+        if platform is not None:
+            found.append(platform)
+    result = tuple(dict.fromkeys(found))
+    with _platforms_lock:
+        _platforms[digest] = result
+    _write_disk(digest, result)
+    return result
+
+
+def check_platforms(
+    client: Callable[[], RegistryClient], image: str, repository: str, digest: str, wanted: tuple[Platform, ...]
+) -> tuple[Platform, ...]:
+    """Raise unless every ``wanted`` platform is served by ``digest``; returns the platforms found."""
+    if not wanted:
+        return ()
+    found = platforms_of(client, image, repository, digest)
+    missing = [w for w in wanted if not any(w.satisfied_by(f) for f in found)]
+    if missing:
+        listed = ", ".join(map(str, found)) or "none that it names"
+        raise RegistryError(
+            f"image {unpinned(image)}@{digest} has no {', '.join(map(str, missing))} image "
+            f"(its platforms: {listed}); tasks would fail on those nodes with 'exec format error' or "
+            "'no matching manifest'. Build for them (ImageSpec(platform=...)), or say where the tasks run with "
+            f"PrivateRegistry(platforms=[...]) or ImageSpec(builder_options={{'{OPTION_PLATFORMS}': [...]}}).",
+            host=registry_host(image),
+        )
+    return found
+
+
+def registry_host(image: str) -> str:
+    from .._reference import ImageReference
+
+    return ImageReference.parse(unpinned(image)).host
