@@ -18,6 +18,7 @@ _EXPORTS = {
     "Miss": ".credentials",
     "Resolution": ".credentials",
     "RegistryClient": ".distribution",
+    "RetryPolicy": ".distribution",
     "lookup": "._lookup",
     "explain": "._lookup",
     "check": "._check",
@@ -29,6 +30,7 @@ _EXPORTS = {
     "RegistryError": "._errors",
     "AuthenticationError": "._errors",
     "AuthorizationError": "._errors",
+    "RegistryUnavailable": "._errors",
     "PushVerificationError": "._errors",
     "MissingExtra": "._errors",
     "ClusterError": "._errors",
@@ -43,6 +45,8 @@ _EXPORTS = {
     "PreflightReport": ".pull._preflight",
     "PullCheck": ".pull._preflight",
     "preflight": ".pull._preflight",
+    "PodDiagnosis": ".pull._diagnose",
+    "diagnose_pod": ".pull._diagnose",
 }
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "Miss",
     "MissingEnvironmentVariable",
     "MissingExtra",
+    "PodDiagnosis",
     "PreflightError",
     "PreflightReport",
     "PrivateRegistry",
@@ -70,9 +75,12 @@ __all__ = [
     "PushVerificationError",
     "RegistryClient",
     "RegistryError",
+    "RegistryUnavailable",
     "Resolution",
+    "RetryPolicy",
     "check",
     "cluster_objects",
+    "diagnose_pod",
     "explain",
     "flyte_namespaces",
     "lookup",
@@ -108,11 +116,13 @@ if TYPE_CHECKING:
         PreflightError,
         PushVerificationError,
         RegistryError,
+        RegistryUnavailable,
     )
     from ._lookup import explain, lookup
     from .credentials import Credential, Keychain, Miss, Resolution
-    from .distribution import RegistryClient
+    from .distribution import RegistryClient, RetryPolicy
     from .pull._apply import Applied
+    from .pull._diagnose import PodDiagnosis, diagnose_pod
     from .pull._objects import ClusterObjects, cluster_objects, flyte_namespaces
     from .pull._preflight import PreflightReport, PullCheck, preflight
     from .pull._refresher import CronJobRefresher, ExternalSecretsRefresher

@@ -6,7 +6,8 @@
     ├── CredentialsError                        no credential source answered for a registry
     ├── RegistryError                           the registry could not be reached or answered oddly
     │   ├── AuthenticationError                 the registry refused the user (HTTP 401)
-    │   └── AuthorizationError                  the user is known but lacks pull/push (403, reduced scope)
+    │   ├── AuthorizationError                  the user is known but lacks pull/push (403, reduced scope)
+    │   └── RegistryUnavailable                 unreachable, timed out, or 429/5xx still after the retries
     ├── PushVerificationError                   a build "succeeded" but the tag is not in the registry
     ├── MissingExtra (also ImportError)         an optional dependency (the kubernetes extra) is not installed
     ├── ClusterError                            the Kubernetes API refused to create or update a pull-side object
@@ -14,13 +15,40 @@
 
 Messages name the registry, the user and the credential source, and say what to do.
 They never contain a secret: every message that could echo server text is scrubbed.
+
+Every class is also a ``click.ClickException``: pyflyte hands those back to click, which prints
+them as one ``Error:`` block, so our errors read like pyflyte's own instead of ending a 60-line
+traceback. ``pyflyte -v`` (or ``FLYTE_PRIVATE_REGISTRY_VERBOSE=1``) puts the traceback back.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import traceback
 
-class FlytePrivateRegistryError(Exception):
+import click
+
+ENV_VERBOSE = "FLYTE_PRIVATE_REGISTRY_VERBOSE"
+
+
+def _verbose() -> bool:
+    """pyflyte's ``-v`` lowers flytekit's logger to WARNING or below; without it, pyflyte sets CRITICAL."""
+    if os.environ.get(ENV_VERBOSE, "") not in ("", "0"):
+        return True
+    return logging.getLogger("flytekit").getEffectiveLevel() <= logging.WARNING
+
+
+class FlytePrivateRegistryError(click.ClickException):
     """Base class; catch this to handle anything the library raises on purpose."""
+
+    def format_message(self) -> str:
+        """What click prints after ``Error:``; the traceback too when the user asked for verbose output."""
+        message = super().format_message()
+        if self.__traceback__ is not None and _verbose():
+            trace = "".join(traceback.format_exception(type(self), self, self.__traceback__))
+            return f"{trace}\n{message}"
+        return message
 
 
 class ConfigurationError(FlytePrivateRegistryError, ValueError):
@@ -57,6 +85,14 @@ class AuthenticationError(RegistryError):
 
 class AuthorizationError(RegistryError):
     """The credentials are valid but not allowed to do what was asked (push, or pull)."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry (or its token service) did not answer usefully in time: a network or server problem.
+
+    Raised after the retries and the operation's deadline are spent; the CLI exits 3 for it,
+    because the credentials were never judged.
+    """
 
 
 class PushVerificationError(FlytePrivateRegistryError):

@@ -14,13 +14,26 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
 from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec, ImageSpecBuilder
+
+from .._errors import PushVerificationError
+from ._pinning import (
+    check_platforms,
+    forget,
+    gone,
+    pin_wanted,
+    pinned_reference,
+    plain_name,
+    record,
+    unpinned,
+    wanted_platforms,
+)
 
 if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
@@ -43,9 +56,29 @@ class _Session:
 
     registry: PrivateRegistry
     resolution: Resolution
-    client: Any
     checked: set[str] = field(default_factory=set)
     prepared: set[str] = field(default_factory=set)
+    prefetched: bool = False
+    _client: Any = None
+    _quick: Any = None
+
+    @property
+    def client(self) -> Any:
+        """The full registry client, made on first use (importing httpx costs more than a remembered HEAD)."""
+        if self._client is None:
+            self._client = self.registry.client(actions=("pull", "push"), resolution=self.resolution)
+        return self._client
+
+    def quick_digest(self, repository: str, reference: str) -> object:
+        """A digest, ``None`` (404), or ``UNKNOWN``: one HEAD with a remembered endpoint and token, stdlib only."""
+        from ..distribution._quick import QuickChecker
+
+        if self._quick is None:
+            registry = self.registry
+            self._quick = QuickChecker(
+                registry.host, self.credential, insecure=registry.insecure, ca_file=registry.ca_file
+            )
+        return self._quick.manifest_digest(repository, reference)
 
     @property
     def credential(self) -> Credential | None:
@@ -106,7 +139,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             if fresh and not (cached.credential and cached.credential.expires_within(_REFRESH_MARGIN)):
                 return cached
             resolution = registry.resolve()
-            session = _Session(registry, resolution, registry.client(actions=("pull", "push"), resolution=resolution))
+            session = _Session(registry, resolution)
             self._sessions[registry.prefix] = session
             return session
 
@@ -122,6 +155,18 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             if session.credential is None:
                 session.resolution.require()  # raises, listing every source that was tried
             raise
+
+    @staticmethod
+    def _prefetch(session: _Session, spec: ImageSpec) -> None:
+        """One pull-token request for every repository of this registry flytekit has loaded (``_visible``)."""
+        if session.prefetched:
+            return
+        session.prefetched = True
+        from .._errors import FlytePrivateRegistryError
+        from ._visible import visible_repositories
+
+        with suppress(FlytePrivateRegistryError):  # each check then asks alone and reports its own error
+            session.client.prefetch_tokens(visible_repositories(session.registry, spec))
 
     def login(self, session: _Session, repository: str) -> None:
         """Fail fast: prove the credential can push to ``repository`` before anything is built."""
@@ -153,6 +198,8 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         session = self.session(registry)
         with self._explained(session):
             digest = session.client.manifest_digest(repository, reference)
+        if digest is None and "@" in spec.base_image:  # a pinned base (an ImageSpec base is pinned too)
+            raise gone(spec.base_image, reference, registry.registry)
         if digest is None:
             raise RegistryError(
                 f"base image {spec.base_image} is not in private registry {registry.registry} "
@@ -172,16 +219,23 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         validate = getattr(inner, "validate", None)
         if callable(validate):  # an inner builder that can reject a spec does so before any registry work
             validate(image_spec)
-        image = image_spec.image_name()
+        image = plain_name(image_spec)  # image_name() answers an earlier pin; the check is by tag
         _, repository, tag = _split(image)
         session = self.session(target)
         self._check_base_image(image_spec)
-        with self._explained(session):
-            digest = session.client.manifest_digest(repository, tag)
+        from ..distribution._quick import UNKNOWN
+
+        digest = session.quick_digest(repository, tag)
+        if digest is UNKNOWN:  # nothing remembered, or an answer only the full client may judge
+            self._prefetch(session, image_spec)
+            with self._explained(session):
+                digest = session.client.manifest_digest(repository, tag)
         force = getattr(image_spec, "_is_force_push", False)
         if digest is not None and not force:
             _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
+            self._pin(session, image_spec, digest)  # flytekit records nothing when we skip the build
             return False
+        forget(image_spec)  # an earlier pin of this name must not become the new build's --tag
         self.login(session, repository)  # push rights are needed only now, and proven before any build
         if digest is None:
             _echo(
@@ -202,12 +256,17 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
 
     def build_image(self, image_spec: ImageSpec) -> str | None:
         from ._build_env import patched_environ, private_docker_config, terminate_as_exit
+        from ._requirements import require_ready
 
         target = self.target(image_spec)
         inner = self.inner(target)
         base = self._base_image_registry(image_spec)
         if target is None and base is None:
             return inner.build_image(image_spec)
+        # only now is a build certain (should_build found no image): buildx, envd, a daemon, checked first
+        require_ready(inner, image_spec)
+        if target is not None:
+            forget(image_spec)
         image = image_spec.image_name()
         session = None
         if target is not None:
@@ -224,15 +283,41 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             result = inner.build_image(image_spec)
 
         if session is not None:
-            self.verify_pushed(session, result or image)
+            digest = self.verify_pushed(session, result or image)
+            if digest is not None:
+                return self._pin(session, image_spec, digest, built=result or image)
         return result
 
-    def verify_pushed(self, session: _Session, image: str) -> None:
-        from .._errors import PushVerificationError
+    def _pin(self, session: _Session, image_spec: ImageSpec, digest: str, *, built: str | None = None) -> str:
+        """Check the platforms of what was found or pushed, then pin the tasks to its digest (docs/digests.md).
 
+        ``digest`` is what the existence check or the post-push verification already answered, so
+        pinning costs no request; the platform check costs one or two GETs per digest, cached.
+        """
+        image = unpinned(built) if built else plain_name(image_spec)
+        _, repository, tag = _split(image)
+        if not digest:  # the registry sent no Docker-Content-Digest: the manifest's own hash is its digest
+            with self._explained(session):
+                found = session.client.manifest(repository, tag)
+            if found is None:
+                raise PushVerificationError(f"{image} vanished from {session.registry.registry} while being checked")
+            digest = found.digest
+        wanted = wanted_platforms(session.registry, image_spec)
+        with self._explained(session):
+            check_platforms(lambda: session.client, image, repository, digest, wanted)
+        if not pin_wanted(session.registry, image_spec):
+            forget(image_spec)
+            return image
+        reference = pinned_reference(image, digest)
+        record(image_spec, reference)
+        _echo(f"Tasks on {image} are pinned to {digest} (checked for {', '.join(map(str, wanted)) or 'any platform'}).")
+        return reference
+
+    def verify_pushed(self, session: _Session, image: str) -> str | None:
+        """The pushed manifest's digest (what the tasks get pinned to); ``None`` when pushing is off."""
         if os.environ.get("FLYTE_PUSH_IMAGE_SPEC", "true").lower() not in ("true", "1"):
             _echo(f"FLYTE_PUSH_IMAGE_SPEC is off: {image} was built but not pushed.", "yellow")
-            return
+            return None
         _, repository, tag = _split(image)
         digest = session.client.manifest_digest(repository, tag)
         if digest is None:
@@ -242,3 +327,4 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
                 "whose image cannot be pulled; check the builder's output above."
             )
         _echo(f"Verified {image} in {session.registry.registry} ({digest[:19]}).")
+        return digest

@@ -3,6 +3,11 @@
 Routes are reversible: when a host already had another helper (``ecr-login``, ``gcloud``), the
 previous value is remembered in ``flyte-private-registry-routes.json`` beside ``config.json``
 and put back by ``undo``. The config file keeps its mode, or is created 0600; writes are atomic.
+
+A route alone is not enough for a registry declared in workflow code: docker runs the helper in
+its own process, which never imports that code. :func:`code_declarations` finds those
+declarations, and ``configure_docker(..., declarations=...)`` saves them (no secrets) beside
+the config for the helper (see ``_exported``); ``undo`` removes them with the route.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .._declaration import PrivateRegistry, declared
 from .._errors import ConfigurationError
 from .._reference import docker_config_key, server_to_host
 from ..credentials._base import encode_basic
 from ..credentials._docker_config import OWN_HELPER, load_config, user_config_dir
+from ._exported import NotExportable, export_entry, remove_exported, save_exported
 from .helper import HELPER_PREFIX, HELPER_PROGRAM
 
 ROUTES_FILE = "flyte-private-registry-routes.json"
@@ -37,6 +44,42 @@ class RouteChange:
     unchanged: list[str] = field(default_factory=list)
     restored: dict[str, str] = field(default_factory=dict)
     helper_on_path: bool = True
+    #: Prefixes of code declarations saved for the helper (added) or forgotten (undo), and where.
+    saved: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+    declarations_file: Path | None = None
+
+
+@dataclass
+class Declarations:
+    """What :func:`code_declarations` found: tables to save, and same-host declarations left out (and why)."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def code_declarations(hosts: Iterable[str], required: Iterable[str], origin: str) -> Declarations:
+    """Every registry declared in this process's code on ``hosts``, as tables the helper can read.
+
+    Docker asks the helper per host, so all code declarations on a routed host are saved (the
+    helper then picks among them as the building process would). One named in ``required`` (the
+    prefix the user asked to route) that cannot be saved raises :class:`NotExportable`; another
+    one on the same host is skipped, with its reason in ``skipped``.
+    """
+    wanted = {server_to_host(h) for h in hosts}
+    must = set(required)
+    found = Declarations()
+    registries: list[PrivateRegistry] = sorted(declared().values(), key=lambda r: r.prefix)
+    for registry in registries:
+        if registry.reference.canonical_host not in wanted:
+            continue
+        try:
+            found.entries.append(export_entry(registry, origin))
+        except NotExportable as err:
+            if registry.prefix in must:
+                raise
+            found.skipped[registry.prefix] = str(err)
+    return found
 
 
 def helper_location() -> str | None:
@@ -72,14 +115,32 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def configure_docker(hosts: Iterable[str], *, config_dir: Path | None = None, undo: bool = False) -> RouteChange:
-    """Route ``hosts`` to the library's credential helper in ``config_dir`` (or take the routes out)."""
+def configure_docker(
+    hosts: Iterable[str],
+    *,
+    config_dir: Path | None = None,
+    undo: bool = False,
+    declarations: Iterable[dict[str, Any]] = (),
+) -> RouteChange:
+    """Route ``hosts`` to the library's credential helper in ``config_dir`` (or take the routes out).
+
+    ``declarations`` (tables from :func:`code_declarations`) are saved for the helper before the
+    route is written, so docker never runs the helper for a route whose declaration is missing.
+    ``undo`` forgets the saved declarations for ``hosts`` too.
+    """
+    hosts = list(hosts)
     config_dir = config_dir or user_config_dir()
     config = _read(config_dir)
+    entries = list(declarations)
     routes_path = config_dir / ROUTES_FILE
     previous: dict[str, str | None] = json.loads(routes_path.read_text()) if routes_path.exists() else {}
     helpers: dict[str, str] = dict(config.get("credHelpers") or {})
     change = RouteChange(config_dir / "config.json", helper_on_path=helper_location() is not None)
+    if undo:
+        change.forgotten = remove_exported(config_dir, hosts)
+    elif entries:
+        change.declarations_file = save_exported(config_dir, entries)
+        change.saved = [e["prefix"] for e in entries]
     for host in hosts:
         key = docker_config_key(server_to_host(host))
         if undo:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -47,15 +48,20 @@ def _workflow(directory: Path, registry: str, name: str) -> None:
     )
 
 
-def _package(directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _package(directory: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYFLYTE, "--pkgs", "wf", "package", "--force", "--output", "out.tgz"],
+        [PYFLYTE, *flags, "--pkgs", "wf", "package", "--force", "--output", "out.tgz"],
         cwd=directory,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def _flat(output: str) -> str:
+    """pyflyte's rich panel wraps long lines inside a box: drop the box and fold the white space."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
 def _task_images(archive: Path) -> dict[str, str]:
@@ -115,10 +121,19 @@ def test_pyflyte_package_fails_instead_of_assuming_the_image_exists(
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "assumes the image" not in output
-    assert f"registry {basic_registry.host} refused user 'alice'" in " ".join(output.split())
-    assert "env REG_PASSWORD" in output
+    assert f"registry {basic_registry.host} refused user 'alice'" in _flat(output)
+    assert "env REG_PASSWORD" in _flat(output)
     assert wrong not in output
     assert not (project / "out.tgz").exists()
+    # One clean block, as pyflyte prints its own user errors: no traceback unless asked for.
+    assert "Traceback" not in output and "site-packages" not in output, output
+    assert "Error" in output
+
+    verbose = _package(project, {**pyflyte_env, "REG_PASSWORD": wrong}, "-v")
+    verbose_output = verbose.stdout + verbose.stderr
+    assert verbose.returncode != 0
+    assert "Traceback" in verbose_output and "AuthenticationError" in verbose_output, verbose_output
+    assert wrong not in verbose_output
 
 
 def test_pyflyte_package_names_the_missing_env_var(basic_registry, pyflyte_env, tmp_path):
@@ -127,6 +142,8 @@ def test_pyflyte_package_names_the_missing_env_var(basic_registry, pyflyte_env, 
     env = {k: v for k, v in pyflyte_env.items() if k != "REG_PASSWORD"}
     result = _package(project, env)
     assert result.returncode != 0
-    assert "REG_PASSWORD is not set" in " ".join((result.stdout + result.stderr).split())
-    assert "docker build" not in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "REG_PASSWORD is not set" in _flat(output)
+    assert "docker build" not in output
+    assert "Traceback" not in output, output
     assert os.environ.get("REG_PASSWORD") is None
