@@ -62,3 +62,47 @@ def docker_push(engine, source: str, image: str, username: str, password: str, c
     engine.docker("tag", source, image, env=env)
     engine.docker("push", image, env=env)
     return engine.image_digest(image)
+
+
+def push_oci_manifest(registry, credential, ca_file, repository: str, tag: str) -> str:
+    """Upload a config blob and an OCI image manifest (no layers) through the v2 API; return its digest.
+
+    An OCI manifest is what a narrow Accept list misses, so the tests use one on purpose.
+    """
+    import hashlib
+    import json
+
+    import httpx
+
+    from flyte_private_registry import RegistryClient
+
+    with RegistryClient(registry.host, credential, ca_file=ca_file, actions=("pull", "push")) as client:
+        client.login(repository)
+        http: httpx.Client = client._http
+        base = client._url("")
+        config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        start = http.post(f"{base}/v2/{repository}/blobs/uploads/")
+        assert start.status_code == 202, start.text
+        location = httpx.URL(base).join(start.headers["location"])
+        done = http.put(location.copy_merge_params({"digest": config_digest}), content=config)
+        assert done.status_code == 201, done.text
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": config_digest,
+                    "size": len(config),
+                },
+                "layers": [],
+            }
+        ).encode()
+        put = http.put(
+            f"{base}/v2/{repository}/manifests/{tag}",
+            content=manifest,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        assert put.status_code == 201, put.text
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()

@@ -11,7 +11,9 @@ twice. The rules, all enforced on descriptors rather than path names:
   regular, owned by us and not readable by anyone else (0600);
 - writes go to a temporary file created with ``O_EXCL`` and are renamed over the entry
   atomically; a temporary file a killed writer left behind is swept by the next writer;
-- only names the caller calls its own are ever read, replaced or deleted.
+- only names the caller calls its own are ever read, replaced, deleted or locked;
+- a lock file (``locked``) serialises work across processes, e.g. so that processes starting
+  together wait for one fetch instead of each making it.
 
 Every failure turns the cache off for that call (``None``/``False``), never into an error: a
 cache must not break the command it speeds up. Stdlib only, cheap to import.
@@ -77,6 +79,41 @@ class PrivateDir:
             yield fd if usable else None
         finally:
             os.close(fd)
+
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[bool]:
+        """Hold an exclusive cross-process lock on our file ``name`` (created 0600) for the block.
+
+        Yields whether the lock is held: without one (directory not ours, no ``fcntl``, any error)
+        the block still runs, unserialised, which is still correct, only slower.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield False
+            return
+        if not self._ours(name):
+            yield False
+            return
+        with self.opened() as dir_fd:
+            if dir_fd is None:
+                yield False
+                return
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+            except OSError:
+                yield False
+                return
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:  # e.g. ENOLCK on a network file system
+                    held = False
+                else:
+                    held = True
+                yield held
+            finally:
+                os.close(fd)  # closing releases the lock
 
     @staticmethod
     def read(dir_fd: int, name: str, limit: int = 1 << 20) -> bytes | None:

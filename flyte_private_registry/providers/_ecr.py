@@ -19,11 +19,8 @@ import hashlib
 import json
 import os
 import re
-import secrets
-import stat
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,6 +31,7 @@ from pydantic import Field, SecretStr, model_validator
 from .._errors import AuthorizationError, ConfigurationError, RegistryError
 from .._reference import RegistryPrefix
 from ..credentials import Credential, Miss
+from ..distribution._private_dir import PrivateDir, user_cache_dir
 from ._base import Provider
 
 if TYPE_CHECKING:
@@ -247,186 +245,92 @@ def clear_token_cache() -> None:
 
 def token_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/flyte-private-registry/ecr`` (``~/.cache/...``), like other per-user caches."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "flyte-private-registry" / "ecr"
+    return user_cache_dir("ecr")
 
 
 class _FileCache:
-    """One 0600 JSON file per key in a 0700 directory of ours; written atomically.
+    """One 0600 JSON file per key in a 0700 directory of ours (a :class:`PrivateDir`), written atomically.
 
-    Symlink-safe: the directory is opened once with ``O_NOFOLLOW`` and checked on that descriptor
-    (a real directory, owned by us; tightened to 0700), and every file is opened, replaced and
-    deleted relative to it, never through a link. Only our own names are touched
-    (``ecr-token-<key>.json``, ``.ecr-token-<key>.<pid>.<rand>.tmp``, the lock, and the names of
-    earlier versions); anything else in the directory is left alone. Expired entries are deleted
-    whenever the cache is used (a lookup prunes them, and so does a write), and so are temporary
-    files a killed writer left behind: their token never outlives its writer for long.
+    ``PrivateDir`` keeps it symlink-safe, touches only our names, writes through temporary files
+    and sweeps those a killed writer left behind. What is ECR's own: the names
+    (``ecr-token-<key>.json``, the lock, and the names of earlier versions, so that their files are
+    swept too), the token format, and that expired entries are deleted whenever the cache is used
+    (a lookup prunes them, and so does a write): a token never outlives its expiry for long.
     """
 
     LOCK = "ecr-tokens.lock"
     _KEY = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
     _ENTRY = re.compile(r"ecr-token-[A-Za-z0-9_-]{1,64}\.json|[0-9a-f]{40}\.json", re.ASCII)  # ours, then v0.1
-    _TEMP = re.compile(r"\.(?:ecr-token-[A-Za-z0-9_-]{1,64}|[0-9a-f]{40})\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp", re.ASCII)
-    #: A writer holds its temporary file for milliseconds; an older one lost its writer.
-    TEMP_GRACE = 60.0
+    #: Entries, the lock, and the stems earlier versions named temporary files after (theirs were
+    #: ``.ecr-token-<key>.<pid>.<rand>.tmp`` and v0.1 ``.<key>.<pid>.<rand>.tmp``; PrivateDir's are
+    #: ``.ecr-token-<key>.json.<pid>.<rand>.tmp``), so those are swept too.
+    _OURS = re.compile(r"(?:ecr-token-[A-Za-z0-9_-]{1,64}|[0-9a-f]{40})(?:\.json)?|ecr-tokens\.lock", re.ASCII)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._files = PrivateDir(directory, self._OURS.fullmatch)
 
     @staticmethod
     def name(key: str) -> str:
         return f"ecr-token-{key}.json"
 
-    @contextlib.contextmanager
-    def _dir(self) -> Iterator[int | None]:
-        """A descriptor of the cache directory, or ``None`` when it is not safely ours (cache off)."""
-        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-        if not getattr(os, "O_NOFOLLOW", 0) or os.open not in os.supports_dir_fd:  # pragma: no cover - Windows
-            yield None
-            return
-        try:
-            self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(self.directory, 0o700)
-            fd = os.open(self.directory, flags)  # a symlink fails here (ELOOP/ENOTDIR)
-        except OSError:
-            yield None
-            return
-        try:
-            try:
-                info = os.fstat(fd)
-                usable = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
-                if usable and info.st_mode & 0o077:
-                    os.fchmod(fd, 0o700)  # the descriptor is the checked directory itself, not a link's target
-            except OSError:
-                usable = False
-            yield fd if usable else None
-        finally:
-            os.close(fd)
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[bool]:
         """Serialise fetches across processes, so five builds starting at once ask AWS once."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no cross-process lock, still correct
-            yield
-            return
-        with self._dir() as dir_fd:
-            if dir_fd is None:
-                yield
-                return
-            try:
-                fd = os.open(self.LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
-            except OSError:
-                yield
-                return
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)  # closing releases the lock
+        return self._files.locked(self.LOCK)
 
     def lookup(self, key: str, now: datetime) -> _Token | None:
         """The stored token for ``key`` (``None`` if absent or expired), after deleting every expired entry."""
-        self.prune(now)
-        return self.read(key, now)
-
-    @staticmethod
-    def _load(dir_fd: int, name: str) -> _Token | None:
-        """The token in ``name`` if it is a regular 0600 file of ours (links are not followed)."""
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
-        except OSError:
-            return None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-                return None  # not ours, or readable by others: do not trust it
-            with os.fdopen(fd, encoding="utf-8", closefd=False) as handle:
-                return _Token.from_json(handle.read(1 << 16))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _unlink_ours(dir_fd: int, name: str) -> None:
-        with contextlib.suppress(OSError):
-            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid == os.geteuid():
-                os.unlink(name, dir_fd=dir_fd)
+        with self._files.opened() as dir_fd:
+            if dir_fd is None:
+                return None
+            self._prune(dir_fd, now)
+            return self._read(dir_fd, key, now)
 
     def read(self, key: str, now: datetime) -> _Token | None:
         """The token stored for ``key``; one that has expired by ``now`` is deleted, not returned."""
-        if not self._KEY.fullmatch(key):
-            return None
-        with self._dir() as dir_fd:
-            if dir_fd is None:
-                return None
-            token = self._load(dir_fd, self.name(key))
-            if token is not None and token.expires_at <= now:
-                self._unlink_ours(dir_fd, self.name(key))
-                return None
-            return token
+        with self._files.opened() as dir_fd:
+            return None if dir_fd is None else self._read(dir_fd, key, now)
 
     def write(self, key: str, token: _Token, key_fields: dict[str, str], now: datetime) -> None:
         if not self._KEY.fullmatch(key):
             return
-        with self._dir() as dir_fd:
-            if dir_fd is None:
-                return
-            tmp = f".ecr-token-{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(token.to_json(key_fields))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.name(key), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException as err:  # the temporary file never outlives a failed write
-                self._unlink_ours(dir_fd, tmp)
-                if isinstance(err, OSError):
-                    return
-                raise
-        self.prune(now)
+        with self._files.opened() as dir_fd:
+            if dir_fd is not None:
+                self._files.write(dir_fd, self.name(key), token.to_json(key_fields).encode())
+                self._prune(dir_fd, now)
 
     def prune(self, now: datetime) -> None:
         """Delete expired or unreadable entries and abandoned temporary files: nothing outlives its token."""
-        with self._dir() as dir_fd:
-            if dir_fd is None:
-                return
-            try:
-                names = os.listdir(dir_fd)
-            except OSError:
-                return
-            wall = time.time()
-            for name in names:
-                temp = self._TEMP.fullmatch(name)
-                if temp is not None:
-                    if self._abandoned(dir_fd, name, int(temp["pid"]), wall):
-                        self._unlink_ours(dir_fd, name)
-                elif self._ENTRY.fullmatch(name):
-                    token = self._load(dir_fd, name) if name.startswith("ecr-token-") else None  # v0.1: dropped
-                    if token is None or token.expires_at <= now:
-                        self._unlink_ours(dir_fd, name)
+        with self._files.opened() as dir_fd:
+            if dir_fd is not None:
+                self._prune(dir_fd, now)
 
-    def _abandoned(self, dir_fd: int, name: str, pid: int, wall: float) -> bool:
-        """A temporary file whose writer is gone (killed mid-write) or that is older than any write takes."""
+    def _read(self, dir_fd: int, key: str, now: datetime) -> _Token | None:
+        if not self._KEY.fullmatch(key):
+            return None
+        token = self._load(dir_fd, self.name(key))
+        if token is not None and token.expires_at <= now:
+            self._files.unlink(dir_fd, self.name(key))
+            return None
+        return token
+
+    def _prune(self, dir_fd: int, now: datetime) -> None:
+        def stale(name: str) -> bool:
+            if not self._ENTRY.fullmatch(name):
+                return False  # the lock, or a bare stem: not an entry
+            token = self._load(dir_fd, name) if name.startswith("ecr-token-") else None  # v0.1: dropped
+            return token is None or token.expires_at <= now
+
+        self._files.sweep(dir_fd, stale)
+
+    @staticmethod
+    def _load(dir_fd: int, name: str) -> _Token | None:
+        """The token in ``name`` if it is a regular 0600 file of ours (links are not followed)."""
+        data = PrivateDir.read(dir_fd, name, 1 << 16)
         try:
-            age = wall - os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime
-        except OSError:
-            return False
-        if age > self.TEMP_GRACE or pid == 0:
-            return True
-        if pid == os.getpid():
-            return False  # this process's writer (another thread, under the lock) or a failed write already removed
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
+            return None if data is None else _Token.from_json(data.decode("utf-8"))
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 # ---------------------------------------------------------------------------------------- boto3

@@ -1,11 +1,9 @@
 """The registry v2 client against real registries: Basic over HTTP, Bearer tokens over TLS."""
 
-import json
 import time
 
-import httpx
 import pytest
-from helpers import docker_push
+from helpers import docker_push, push_oci_manifest
 from pydantic import SecretStr
 from rig import CertificateAuthority
 
@@ -116,45 +114,9 @@ def test_hundred_tags_one_token(token_registry, token_server, registry_users, se
     assert len(token_server.requests_by("alice")) == 1
 
 
-def _push_oci_manifest(registry, client_cred, ca_file, repository: str, tag: str) -> str:
-    """Upload a config blob and an OCI image manifest directly through the v2 API."""
-    import hashlib
-
-    client = RegistryClient(registry.host, client_cred, ca_file=ca_file, actions=("pull", "push"))
-    client.login(repository)
-    http: httpx.Client = client._http
-    base = client._url("")
-    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    start = http.post(f"{base}/v2/{repository}/blobs/uploads/")
-    assert start.status_code == 202, start.text
-    location = httpx.URL(base).join(start.headers["location"])
-    done = http.put(location.copy_merge_params({"digest": config_digest}), content=config)
-    assert done.status_code == 201, done.text
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": [],
-        }
-    ).encode()
-    put = http.put(
-        f"{base}/v2/{repository}/manifests/{tag}",
-        content=manifest,
-        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
-    )
-    assert put.status_code == 201, put.text
-    return "sha256:" + hashlib.sha256(manifest).hexdigest()
-
-
 def test_oci_images_are_found_only_with_the_full_accept_list(token_registry, registry_users, ca):
     cred = _cred("alice", registry_users.alice_password)
-    digest = _push_oci_manifest(token_registry, cred, ca.ca_file, "team/oci", "v1")
+    digest = push_oci_manifest(token_registry, cred, ca.ca_file, "team/oci", "v1")
     with RegistryClient(token_registry.host, cred, ca_file=ca.ca_file) as client:
         assert client.manifest_digest("team/oci", "v1") == digest
         # the narrow Accept that naive checks send makes the same image look missing

@@ -7,7 +7,6 @@ as ``pyflyte`` does; ``$XDG_CACHE_HOME`` is per test (tests/conftest.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import push_oci_manifest
 from pydantic import SecretStr
 from rig import Registry, TokenServer, UserSpec
 
@@ -48,41 +48,6 @@ _ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>/v2/\S*) HTTP/1\.1" (?P<stat
 
 def _cred(user: str, password: str) -> Credential:
     return Credential(user, SecretStr(password), source="test")
-
-
-def _push_manifest(registry: Registry, cred: Credential, ca_file: Path, repository: str, tag: str) -> str:
-    """An OCI manifest (empty config, no layers) uploaded through the v2 API: the image exists."""
-    client = RegistryClient(registry.host, cred, ca_file=ca_file, actions=("pull", "push"))
-    client.login(repository)
-    http, base = client._http, client._url("")
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
-    config_digest = "sha256:" + hashlib.sha256(config.encode()).hexdigest()
-    start = http.post(f"{base}/v2/{repository}/blobs/uploads/")
-    assert start.status_code == 202, start.text
-    location = start.headers["location"]
-    location = location if location.startswith("http") else base + location
-    sep = "&" if "?" in location else "?"
-    assert http.put(f"{location}{sep}digest={config_digest}", content=config.encode()).status_code == 201
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": [],
-        }
-    ).encode()
-    put = http.put(
-        f"{base}/v2/{repository}/manifests/{tag}",
-        content=manifest,
-        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
-    )
-    assert put.status_code == 201, put.text
-    client.close()
-    return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
 class _Log:
@@ -122,7 +87,7 @@ def images(token_registry, registry_users, ca) -> list[tuple[str, str, str]]:
     out = []
     for index in range(3):
         repository, tag = f"cache-{run}/app{index}", "v1"
-        out.append((repository, tag, _push_manifest(token_registry, cred, ca.ca_file, repository, tag)))
+        out.append((repository, tag, push_oci_manifest(token_registry, cred, ca.ca_file, repository, tag)))
     return out
 
 
@@ -242,7 +207,7 @@ def test_expiry_is_honoured_across_processes(rig_dir, ca, tmp_path):
         registry = Registry.start_token(work / "registry", server, ca)
         try:
             cred = _cred("alice", "short-lived-password")
-            digest = _push_manifest(registry, cred, ca.ca_file, "team/short", "v1")
+            digest = push_oci_manifest(registry, cred, ca.ca_file, "team/short", "v1")
             pairs = [("team/short", "v1")]
             shutil.rmtree(token_cache_dir())  # the push's own token (pull,push) would serve the checks
             server.clear_requests()
