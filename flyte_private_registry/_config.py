@@ -27,20 +27,9 @@ from .providers import PROVIDERS
 ENV_CONFIG = "FLYTE_PRIVATE_REGISTRY_CONFIG"
 ENV_REGISTRIES = "FLYTE_PRIVATE_REGISTRIES"
 PROJECT_FILE = "flyte-private-registry.toml"
-_REGISTRY_KEYS = {
-    "prefix",
-    "username",
-    "username_env",
-    "password_env",
-    "pull_secret",
-    "pull_username",
-    "pull_password_env",
-    "insecure",
-    "ca_file",
-    "builder",
-    "pin_digest",
-    "platforms",
-}
+#: Every declaration field a file may set: all but the secrets (files name env vars instead), the
+#: provider (its own table key) and keychains (Python objects). Derived, so a new field needs no edit here.
+_REGISTRY_KEYS = frozenset(PrivateRegistry.model_fields) - {"password", "pull_password", "provider", "keychains"}
 
 
 def user_config_file() -> Path:
