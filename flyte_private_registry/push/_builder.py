@@ -23,17 +23,6 @@ import click
 from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec, ImageSpecBuilder
 
 from .._errors import PushVerificationError
-from ._pinning import (
-    check_platforms,
-    forget,
-    gone,
-    pin_wanted,
-    pinned_reference,
-    plain_name,
-    record,
-    unpinned,
-    wanted_platforms,
-)
 
 if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
@@ -190,6 +179,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
     def _check_base_image(self, spec: ImageSpec) -> PrivateRegistry | None:
         """A base image under a declared registry must exist there before a build starts."""
         from .._errors import RegistryError
+        from ._pinning import gone
 
         base = self._base_image_registry(spec)
         if base is None:
@@ -211,6 +201,8 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
 
     # -- ImageSpecBuilder --------------------------------------------------------------------
     def should_build(self, image_spec: ImageSpec) -> bool:
+        from ._pinning import forget, plain_name
+
         target = self.target(image_spec)
         if target is None:
             self._check_base_image(image_spec)
@@ -256,6 +248,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
 
     def build_image(self, image_spec: ImageSpec) -> str | None:
         from ._build_env import patched_environ, private_docker_config, terminate_as_exit
+        from ._pinning import forget
         from ._requirements import require_ready
 
         target = self.target(image_spec)
@@ -294,6 +287,17 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         ``digest`` is what the existence check or the post-push verification already answered, so
         pinning costs no request; the platform check costs one or two GETs per digest, cached.
         """
+        from ._pinning import (
+            check_platforms,
+            forget,
+            pin_wanted,
+            pinned_reference,
+            plain_name,
+            record,
+            unpinned,
+            wanted_platforms,
+        )
+
         image = unpinned(built) if built else plain_name(image_spec)
         _, repository, tag = _split(image)
         if not digest:  # the registry sent no Docker-Content-Digest: the manifest's own hash is its digest
