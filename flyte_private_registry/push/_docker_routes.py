@@ -13,11 +13,9 @@ the config for the helper (see ``_exported``); ``undo`` removes them with the ro
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ from .._errors import ConfigurationError
 from .._reference import docker_config_key, server_to_host
 from ..credentials._base import encode_basic
 from ..credentials._docker_config import OWN_HELPER, load_config, user_config_dir
-from ._exported import NotExportable, export_entry, remove_exported, save_exported
+from ._exported import NotExportable, export_entry, remove_exported, save_exported, write_json
 from .helper import HELPER_PREFIX, HELPER_PROGRAM
 
 ROUTES_FILE = "flyte-private-registry-routes.json"
@@ -100,21 +98,6 @@ def _read(config_dir: Path) -> dict[str, Any]:
         raise ConfigurationError(str(err)) from None
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fpr-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def configure_docker(
     hosts: Iterable[str],
     *,
@@ -165,9 +148,9 @@ def configure_docker(
     else:
         config.pop("credHelpers", None)
     if change.added or change.removed:
-        _write_json(config_dir / "config.json", config)
+        write_json(config_dir / "config.json", config)
         if previous:
-            _write_json(routes_path, previous)
+            write_json(routes_path, previous)
         else:
             routes_path.unlink(missing_ok=True)
     return change
@@ -210,7 +193,7 @@ def store_login(host: str, username: str, password: SecretStr, *, config_dir: Pa
     auths = dict(config.get("auths") or {})
     auths[key] = {"auth": encode_basic(username, password.get_secret_value())}
     config["auths"] = auths
-    _write_json(config_dir / "config.json", config)
+    write_json(config_dir / "config.json", config)
     return f"{config_dir / 'config.json'} (auths, base64: configure a credsStore to keep it out of the file)"
 
 
@@ -228,5 +211,5 @@ def remove_login(host: str, *, config_dir: Path | None = None) -> bool:
         return False
     del auths[key]
     config["auths"] = auths
-    _write_json(config_dir / "config.json", config)
+    write_json(config_dir / "config.json", config)
     return True

@@ -141,28 +141,38 @@ def load_exported(config_dir: Path) -> list[PrivateRegistry]:
     return [build_registry(e, f"{path} entry #{i + 1}") for i, e in enumerate(_read_entries(path))]
 
 
+def write_json(path: Path, data: dict[str, Any], *, mode: int | None = None) -> None:
+    """Replace ``path`` atomically (a reader sees the old file or the new one, never half).
+
+    ``mode=None`` keeps an existing file's mode (the user's docker config) and makes a new one 0600.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if mode is None:
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fpr-", suffix=".json")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _write(path: Path, entries: list[dict[str, Any]]) -> None:
-    """Replace ``path`` atomically with a 0600 file (a reader sees the old file or the new one, never half)."""
+    """The declarations file, always 0600 (the helper distrusts a wider one); no entries: no file."""
     if not entries:
         path.unlink(missing_ok=True)
         return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {
         "version": EXPORT_VERSION,
         "note": "Written by flyte-private-registry login/configure-docker for its credential helper: registries "
         "declared in workflow code. No secrets: passwords come from the env vars named here.",
         "registries": sorted(entries, key=lambda e: e["prefix"]),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fpr-", suffix=".json")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, data, mode=0o600)
 
 
 def save_exported(config_dir: Path, entries: Iterable[dict[str, Any]]) -> Path:
