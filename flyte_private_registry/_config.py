@@ -29,7 +29,7 @@ ENV_REGISTRIES = "FLYTE_PRIVATE_REGISTRIES"
 PROJECT_FILE = "flyte-private-registry.toml"
 #: Every declaration field a file may set: all but the secrets (files name env vars instead), the
 #: provider (its own table key) and keychains (Python objects). Derived, so a new field needs no edit here.
-_REGISTRY_KEYS = frozenset(PrivateRegistry.model_fields) - {"password", "pull_password", "provider", "keychains"}
+_REGISTRY_KEYS = frozenset(PrivateRegistry.FIELDS) - {"password", "pull_password", "provider", "keychains"}
 
 
 def user_config_file() -> Path:

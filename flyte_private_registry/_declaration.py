@@ -16,19 +16,18 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-
 from ._errors import ConfigurationError
 from ._platform import parse_platforms
 from ._reference import ImageReference, InvalidReference, RegistryPrefix, kubernetes_name_problem
-from .credentials import DockerConfigKeychain, EnvKeychain, Keychain, Resolution, StaticKeychain, resolve
-from .providers import GenericProvider, Provider, provider_for_host
 from .providers._constructors import ProviderConstructors
 
 if TYPE_CHECKING:
     from flytekit.core.pod_template import PodTemplate
+    from pydantic import SecretStr, ValidationError
 
+    from .credentials import Keychain, Resolution
     from .distribution import RegistryClient
+    from .providers import Provider
     from .pull._objects import ClusterObjects
     from .pull._preflight import PreflightReport, SecretSource
     from .pull._refresher import Refresher
@@ -227,11 +226,11 @@ def validation_message(err: ValidationError, *, secret_keys: Sequence[str] = _SE
 
 def _check_types(data: dict[str, Any]) -> None:
     """Wrong types first, each named with the key and the expected type (a config file gives anything)."""
-    unknown = sorted(key for key in data if key not in PrivateRegistry.model_fields)
+    unknown = sorted(key for key in data if key not in PrivateRegistry.FIELDS)
     if unknown:
         raise ConfigurationError(
             f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(PrivateRegistry.model_fields)}"
+            f"known: {', '.join(PrivateRegistry.FIELDS)}"
         )
     prefix = data.get("prefix")
     if prefix is not None and not isinstance(prefix, str):
@@ -244,7 +243,7 @@ def _check_types(data: dict[str, Any]) -> None:
             raise ConfigurationError(f"{key} must be a string, got {describe_value(value)}")
     for key in _SECRET_KEYS:
         value = data.get(key)
-        if value is not None and not isinstance(value, (str, SecretStr)):
+        if value is not None and not isinstance(value, str) and not _is_secret_str(value):
             raise ConfigurationError(f"{key} must be a string, got {describe_value(value, secret=True)}")
     for flag in ("insecure", "pin_digest"):
         value = data.get(flag)
@@ -254,7 +253,7 @@ def _check_types(data: dict[str, Any]) -> None:
     if ca_file is not None and not isinstance(ca_file, (str, os.PathLike)):
         raise ConfigurationError(f"ca_file must be a path (a string), got {describe_value(ca_file)}")
     provider = data.get("provider")
-    if provider is not None and not isinstance(provider, Provider):
+    if provider is not None and not _is_provider(provider):
         raise ConfigurationError(
             "provider must be a Provider such as EcrProvider() (or use PrivateRegistry.ecr(...)), "
             f"got {describe_value(provider)}"
@@ -262,13 +261,31 @@ def _check_types(data: dict[str, Any]) -> None:
     keychains = data.get("keychains")
     if isinstance(keychains, Iterable) and not isinstance(keychains, (str, bytes, Mapping)):
         keychains = data["keychains"] = tuple(keychains)  # a generator is read once, here
-    if keychains is not None and (
-        not isinstance(keychains, tuple) or not all(isinstance(k, Keychain) for k in keychains)
-    ):
+    if keychains is not None and (not isinstance(keychains, tuple) or not all(map(_is_keychain, keychains))):
         raise ConfigurationError(
             "keychains must be a list of Keychain objects (each with .name and .resolve()), "
             f"got {describe_value(keychains)}"
         )
+
+
+# The three type checks import their types only when such a value is given: a plain declaration
+# (env var names, a prefix) never loads pydantic's types, the credential sources or the providers.
+def _is_secret_str(value: object) -> bool:
+    from pydantic import SecretStr
+
+    return isinstance(value, SecretStr)
+
+
+def _is_provider(value: object) -> bool:
+    from .providers import Provider
+
+    return isinstance(value, Provider)
+
+
+def _is_keychain(value: object) -> bool:
+    from .credentials import Keychain
+
+    return isinstance(value, Keychain)
 
 
 def _name_fix(value: str, valid: Callable[[str], bool]) -> str:
@@ -333,56 +350,125 @@ def _check_arguments(data: dict[str, Any]) -> None:
         raise ConfigurationError(f"ca_file {ca_file} for {prefix} does not exist")
 
 
-class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
+#: Every argument ``PrivateRegistry`` takes, in order, with its default (``prefix`` has none).
+_DEFAULTS: dict[str, Any] = {
+    "username": None,
+    "password": None,
+    "username_env": None,
+    "password_env": None,
+    "pull_secret": None,
+    "pull_username": None,
+    "pull_password": None,
+    "pull_password_env": None,
+    "provider": None,
+    "insecure": False,
+    "ca_file": None,
+    "builder": None,
+    "keychains": (),
+    "pin_digest": True,
+    "platforms": None,
+}
+
+
+class PrivateRegistry(ProviderConstructors, PullSide):
     """A registry prefix whose images need credentials to push and a pull secret to run.
 
     Constructing one declares it: every ImageSpec whose ``registry`` falls under ``prefix`` is
     built with these credentials (the longest declared prefix wins). Credentials are looked up
     in this order: explicit ``username``/``password``, the env vars named by ``username_env``/
     ``password_env``, extra ``keychains``, the provider's own sources, then the docker config.
+
+    A plain frozen class, not a pydantic model: every field is checked by hand below (with
+    messages that name the fix), and defining any pydantic model loads ~35 ms of pydantic that
+    ``import flytekit`` has not, in every process that imports a workflow module, task pods too.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    #: The argument names, in order (config files accept all but the secrets, provider and keychains).
+    FIELDS: tuple[str, ...] = ("prefix", *_DEFAULTS)
 
     prefix: str
-    username: str | None = None
-    password: SecretStr | None = None
-    username_env: str | None = None
-    password_env: str | None = None
-    pull_secret: str | None = None
-    pull_username: str | None = None
-    pull_password: SecretStr | None = None
-    pull_password_env: str | None = None
-    provider: Provider = Field(default_factory=GenericProvider)
-    insecure: bool = False
-    ca_file: Path | None = None
-    builder: str | None = None
-    keychains: tuple[Keychain, ...] = ()
+    username: str | None
+    password: SecretStr | None
+    username_env: str | None
+    password_env: str | None
+    pull_secret: str | None
+    pull_username: str | None
+    pull_password: SecretStr | None
+    pull_password_env: str | None
+    insecure: bool
+    ca_file: Path | None
+    builder: str | None
+    keychains: tuple[Keychain, ...]
     #: Serialize tasks as ``name:tag@sha256:...`` (the digest checked at registration); see docs/digests.md.
-    pin_digest: bool = True
+    pin_digest: bool
     #: Platforms the cluster runs these images on; ``None``: each ImageSpec's ``platform``; ``()``: no check.
-    platforms: tuple[str, ...] | None = None
+    platforms: tuple[str, ...] | None
 
     def __init__(self, prefix: str | None = None, /, **data: Any) -> None:
         if prefix is not None:
             data["prefix"] = prefix
         _check_arguments(data)
-        try:
-            super().__init__(**data)
-        except ValidationError as err:  # a type _check_arguments does not know: still one readable line
-            raise ConfigurationError(f"{data['prefix']}: {validation_message(err)}") from None
+        values = {**_DEFAULTS, **data}
+        for key in _SECRET_KEYS:
+            if isinstance(values[key], str):
+                from pydantic import SecretStr  # only literal passwords pay for pydantic's types
 
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_provider(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("provider") is None and data.get("prefix"):
-            data = {**data, "provider": provider_for_host(RegistryPrefix.parse(data["prefix"]).host)}
-        return data
-
-    def model_post_init(self, context: Any) -> None:
+                values[key] = SecretStr(values[key])
+        if values["ca_file"] is not None:
+            values["ca_file"] = Path(values["ca_file"])
+        set_field = object.__setattr__
+        set_field(self, "prefix", data["prefix"])
+        for key, value in values.items():
+            set_field(self, key if key != "provider" else "_provider", value)
         if _declaring.get():
             with _declared_lock:
                 _declared[self.prefix] = self
+
+    @property
+    def provider(self) -> Provider:
+        """The provider given, else the one the host implies (``ghcr.io`` is GitHub), found on first use.
+
+        Found lazily: the provider modules are pydantic models, and a declaration that is only
+        imported (a task pod importing the workflow module) never needs them.
+        """
+        provider = self._provider
+        if provider is None:
+            from .providers import provider_for_host
+
+            provider = provider_for_host(RegistryPrefix.parse(self.prefix).host)
+            object.__setattr__(self, "_provider", provider)
+        return provider
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"PrivateRegistry is frozen: declare a new one instead of setting {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"PrivateRegistry is frozen: cannot delete {name}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, key) for key in self.FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PrivateRegistry):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = []
+        for key in self.FIELDS:
+            value = self.prefix if key == "prefix" else getattr(self, key if key != "provider" else "_provider")
+            if key == "prefix" or value != _DEFAULTS[key]:
+                shown.append(f"{key}={value!r}")  # SecretStr's repr is '**********'
+        return f"PrivateRegistry({', '.join(shown)})"
+
+    def replace(self, **changes: Any) -> PrivateRegistry:
+        """A copy with ``changes`` applied and checked like a new declaration (not declared)."""
+        current = {key: getattr(self, key if key != "provider" else "_provider") for key in self.FIELDS}
+        with not_declaring():
+            return PrivateRegistry(**{**current, **changes})
 
     # -- naming ------------------------------------------------------------------------------
     @property
@@ -410,6 +496,8 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
 
     # -- credentials -------------------------------------------------------------------------
     def all_keychains(self) -> list[Keychain]:
+        from .credentials import DockerConfigKeychain, EnvKeychain, StaticKeychain
+
         chain: list[Keychain] = []
         if self.username is not None and self.password is not None:
             chain.append(StaticKeychain(self.username, self.password))
@@ -429,6 +517,8 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
 
     def pull_keychains(self) -> list[Keychain]:
         """Sources for the cluster's pull secret: a read-only credential first, then the push chain."""
+        from .credentials import EnvKeychain, StaticKeychain
+
         chain: list[Keychain] = []
         if self.pull_username is not None and self.pull_password is not None:
             chain.append(StaticKeychain(self.pull_username, self.pull_password, source="explicit pull credential"))
@@ -440,10 +530,14 @@ class PrivateRegistry(ProviderConstructors, PullSide, BaseModel):
 
     def resolve_pull(self, *, exhaustive: bool = False) -> Resolution:
         """The credential to put in the cluster's pull secret (prefers read-only ones)."""
+        from .credentials import resolve
+
         return resolve(self.pull_keychains(), self.reference, exhaustive=exhaustive)
 
     def resolve(self, *, exhaustive: bool = False) -> Resolution:
         """Which credential, from where; raises only for a broken declaration (missing env var)."""
+        from .credentials import resolve
+
         return resolve(self.all_keychains(), self.reference, exhaustive=exhaustive)
 
     def explain(self) -> str:

@@ -10,22 +10,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._base import GenericProvider, Provider
-
 if TYPE_CHECKING:
     PROVIDERS: dict[str, type[Provider]]
 
     from ._acr import AcrProvider
+    from ._base import GenericProvider, Provider
     from ._dockerhub import DockerHubProvider
     from ._ecr import EcrProvider
     from ._gar import GarProvider
     from ._github import GhcrProvider
     from ._gitlab import GitLabProvider
 
-# The built-in providers load on first use (a provider class, PROVIDERS, provider_for_host, so the first
-# declaration): their modules and pydantic models cost ~10-20 ms CPU, which importing PrivateRegistry
-# would otherwise pay up front (and the flytekit plugin path never needs).
+# Everything here loads on first use (a provider class, PROVIDERS, provider_for_host): the modules are
+# pydantic models, and the first pydantic model in a process costs ~35 ms CPU of pydantic imports plus
+# ~10-20 ms for the models. ``PrivateRegistry.ecr(...)`` and the first credential lookup pay it;
+# importing or declaring a plain ``PrivateRegistry`` (and the flytekit plugin path) does not.
 _BUILTIN = {
+    "Provider": "._base",
+    "GenericProvider": "._base",
     "EcrProvider": "._ecr",
     "GhcrProvider": "._github",
     "GitLabProvider": "._gitlab",
@@ -40,10 +42,11 @@ def _providers() -> dict[str, type[Provider]]:
     """kind -> provider class; config files name providers by these keys (built-ins first, in order)."""
     table = globals().get("PROVIDERS")
     if table is None:
-        table = {GenericProvider.kind: GenericProvider}
+        table = {}
         for name in _BUILTIN:
             cls = __getattr__(name)
-            table[cls.kind] = cls
+            if name != "Provider":
+                table[cls.kind] = cls
         table.update(_registered)
         globals()["PROVIDERS"] = table
     return table
@@ -76,7 +79,7 @@ def provider_for_host(host: str) -> Provider:
             provider = infer(host)
             if provider is not None:
                 return provider
-    return GenericProvider()
+    return __getattr__("GenericProvider")()
 
 
 __all__ = [

@@ -23,7 +23,7 @@ def test_registry_string_is_lower_cased_prefix():
 
 def test_repr_and_str_never_show_the_password(canary_password):
     reg = PrivateRegistry("harbor.example.com/ml", username="alice", password=canary_password)
-    for text in (repr(reg), str(reg), reg.model_dump_json(), reg.explain()):
+    for text in (repr(reg), str(reg), repr(vars(reg)), reg.explain()):
         assert canary_password not in text
 
 
@@ -300,3 +300,37 @@ def test_doctor_and_explain_report_malformed_files_without_a_traceback(tmp_path)
     assert explain.returncode == 0, explain.stderr
     details = [a["detail"] for a in json.loads(explain.stdout)["attempts"]]
     assert "credHelpers is a list, expected an object mapping hosts to helper names" in details
+
+
+def test_importing_and_declaring_loads_no_pydantic_model_machinery_providers_or_credentials():
+    """A task pod imports the workflow module; its declaration must not pay for what only a check needs."""
+    probe = (
+        "import sys, flytekit\n"
+        "before = set(sys.modules)\n"
+        "from flyte_private_registry import PrivateRegistry\n"
+        "reg = PrivateRegistry('harbor.example.com/ml', username_env='U', password_env='P', pull_secret='ml-pull')\n"
+        "added = sorted(set(sys.modules) - before)\n"
+        "print(' '.join(added))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    unwanted = (
+        "pydantic.fields",
+        "pydantic.types",
+        "flyte_private_registry.providers._base",
+        "flyte_private_registry.credentials",
+    )
+    assert not [m for m in out if m.startswith(unwanted)], out
+    assert "flyte_private_registry._declaration" in out  # the probe measured something
+
+
+def test_the_provider_is_inferred_on_first_use_and_the_declaration_stays_frozen():
+    reg = PrivateRegistry("ghcr.io/acme", username_env="U", password_env="P")
+    assert reg.provider.kind == "ghcr"
+    assert reg == PrivateRegistry("ghcr.io/acme", username_env="U", password_env="P")
+    assert hash(reg) == hash(PrivateRegistry("ghcr.io/acme", username_env="U", password_env="P"))
+    with pytest.raises(AttributeError, match="frozen"):
+        reg.pull_secret = "other"  # type: ignore[misc]
+    copy = reg.replace(pull_secret="acme-pull")
+    assert copy.pull_secret == "acme-pull" and reg.pull_secret is None
+    with pytest.raises(ConfigurationError, match="not a Kubernetes object name"):
+        reg.replace(pull_secret="Acme Pull")

@@ -120,11 +120,11 @@ def test_secrets_never_show_in_reprs_dumps_or_explanations(declare, registry, ki
     for text in (
         repr(reg),
         str(reg),
-        reg.model_dump_json(),
+        repr(vars(reg)),
         reg.explain(),
         reg.resolve_pull(exhaustive=True).explain(),
         repr(explicit),
-        explicit.model_dump_json(),
+        repr(vars(explicit)),
         explicit.explain(),
         repr(explicit.resolve()),
         explain(f"{reg.registry}/app:v1"),
