@@ -23,9 +23,9 @@ from .providers._constructors import ProviderConstructors
 
 if TYPE_CHECKING:
     from flytekit.core.pod_template import PodTemplate
-    from pydantic import SecretStr, ValidationError
+    from pydantic import ValidationError
 
-    from .credentials import Keychain, Resolution
+    from .credentials import Keychain, Resolution, Secret
     from .distribution import RegistryClient
     from .providers import Provider
     from .pull._objects import ClusterObjects
@@ -243,7 +243,7 @@ def _check_types(data: dict[str, Any]) -> None:
             raise ConfigurationError(f"{key} must be a string, got {describe_value(value)}")
     for key in _SECRET_KEYS:
         value = data.get(key)
-        if value is not None and not isinstance(value, str) and not _is_secret_str(value):
+        if value is not None and not isinstance(value, str) and not _is_secret(value):
             raise ConfigurationError(f"{key} must be a string, got {describe_value(value, secret=True)}")
     for flag in ("insecure", "pin_digest"):
         value = data.get(flag)
@@ -268,12 +268,12 @@ def _check_types(data: dict[str, Any]) -> None:
         )
 
 
-# The three type checks import their types only when such a value is given: a plain declaration
-# (env var names, a prefix) never loads pydantic's types, the credential sources or the providers.
-def _is_secret_str(value: object) -> bool:
-    from pydantic import SecretStr
-
-    return isinstance(value, SecretStr)
+# The type checks import their types only when such a value is given: a plain declaration
+# (env var names, a prefix) never loads the credential sources or the providers.
+def _is_secret(value: object) -> bool:
+    """A ``Secret`` or pydantic's ``SecretStr`` (anything whose value only ``get_secret_value()`` gives)."""
+    getter = getattr(value, "get_secret_value", None)
+    return callable(getter) and isinstance(getter(), str)
 
 
 def _is_provider(value: object) -> bool:
@@ -388,12 +388,12 @@ class PrivateRegistry(ProviderConstructors, PullSide):
 
     prefix: str
     username: str | None
-    password: SecretStr | None
+    password: Secret | None
     username_env: str | None
     password_env: str | None
     pull_secret: str | None
     pull_username: str | None
-    pull_password: SecretStr | None
+    pull_password: Secret | None
     pull_password_env: str | None
     insecure: bool
     ca_file: Path | None
@@ -410,10 +410,10 @@ class PrivateRegistry(ProviderConstructors, PullSide):
         _check_arguments(data)
         values = {**_DEFAULTS, **data}
         for key in _SECRET_KEYS:
-            if isinstance(values[key], str):
-                from pydantic import SecretStr  # only literal passwords pay for pydantic's types
+            if values[key] is not None:
+                from .credentials import Secret  # only literal passwords load the credential sources
 
-                values[key] = SecretStr(values[key])
+                values[key] = Secret.of(values[key])
         if values["ca_file"] is not None:
             values["ca_file"] = Path(values["ca_file"])
         set_field = object.__setattr__
@@ -461,7 +461,7 @@ class PrivateRegistry(ProviderConstructors, PullSide):
         for key in self.FIELDS:
             value = self.prefix if key == "prefix" else getattr(self, key if key != "provider" else "_provider")
             if key == "prefix" or value != _DEFAULTS[key]:
-                shown.append(f"{key}={value!r}")  # SecretStr's repr is '**********'
+                shown.append(f"{key}={value!r}")  # a Secret's repr is Secret('**********')
         return f"PrivateRegistry({', '.join(shown)})"
 
     def replace(self, **changes: Any) -> PrivateRegistry:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from pydantic import SecretStr
 from rich.markup import escape
 
+from ..credentials import Secret
 from ._common import EXIT_FAILED, EXIT_USAGE, emit_json, err, handle_errors, json_option, out
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def configure_docker(registries: tuple[str, ...], docker_config: Path | None, un
         err.print(f"[yellow]warning:[/yellow] {helper_hint()}")
 
 
-def _read_password(password_stdin: bool) -> SecretStr:
+def _read_password(password_stdin: bool) -> Secret:
     if password_stdin:
         value = sys.stdin.read().rstrip("\r\n")
     elif os.environ.get(PASSWORD_ENV):
@@ -114,7 +114,7 @@ def _read_password(password_stdin: bool) -> SecretStr:
         value = click.prompt("Password", hide_input=True, err=True)
     if not value:
         raise click.UsageError("empty password")
-    return SecretStr(value)
+    return Secret(value)
 
 
 @click.command()

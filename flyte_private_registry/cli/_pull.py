@@ -174,12 +174,10 @@ def _verify(objects: Any, registries: list[Any]) -> None:
     """
     import base64
 
-    from pydantic import SecretStr
-
     from .._check import probe_repository
     from .._errors import AuthenticationError, AuthorizationError, RegistryError
     from .._reference import docker_config_key
-    from ..credentials import Credential, Resolution
+    from ..credentials import Credential, Resolution, Secret
     from ..pull._dockerconfigjson import DOCKERCONFIGJSON_KEY, parse
 
     proven: set[tuple[str, str, str]] = set()
@@ -196,7 +194,7 @@ def _verify(objects: Any, registries: list[Any]) -> None:
             if key in proven:
                 continue  # the same Secret in the next namespace: same credential
             credential = Credential(
-                entry.username, SecretStr(entry.password.get_secret_value()), source=sources or "the pull secret"
+                entry.username, Secret(entry.password.get_secret_value()), source=sources or "the pull secret"
             )
             resolution = Resolution(resource=registry.reference, credential=credential, attempts=())
             err.print(

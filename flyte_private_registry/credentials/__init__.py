@@ -4,7 +4,7 @@ Write your own by implementing :class:`Keychain` (a ``name`` and a ``resolve`` m
 it to ``PrivateRegistry(..., keychains=[...])``.
 """
 
-from ._base import Attempt, Credential, Keychain, Miss, Resolution, resolve
+from ._base import Attempt, Credential, Keychain, Miss, Resolution, Secret, resolve
 from ._docker_config import DockerConfigKeychain
 from ._static import EnvKeychain, StaticKeychain
 
@@ -16,6 +16,7 @@ __all__ = [
     "Keychain",
     "Miss",
     "Resolution",
+    "Secret",
     "StaticKeychain",
     "resolve",
 ]

@@ -13,8 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from .._reference import (
     DOCKER_HUB_CONFIG_KEY,
     HELPER_NAME,
@@ -23,7 +21,7 @@ from .._reference import (
     is_docker_hub,
     server_to_host,
 )
-from ._base import Credential, Miss, decode_basic
+from ._base import Credential, Miss, Secret, decode_basic
 from ._helper_client import json_kind, run_helper_get
 
 #: Our own helper; a route to it in the user's config must not be followed back to ourselves.
@@ -254,7 +252,7 @@ def _from_auths_entry(entry: Any, *, source: str) -> Credential | Miss:
             return Miss(source, f"{key} is {json_kind(entry[key])}, expected a string")
         fields[key] = value
     if fields["identitytoken"]:
-        return Credential("<token>", SecretStr(fields["identitytoken"]), source=source, identity_token=True)
+        return Credential("<token>", Secret(fields["identitytoken"]), source=source, identity_token=True)
     username, password = fields["username"], fields["password"]
     if fields["auth"]:
         decoded = decode_basic(fields["auth"])
@@ -263,4 +261,4 @@ def _from_auths_entry(entry: Any, *, source: str) -> Credential | Miss:
         username, password = decoded
     if not username or not password:
         return Miss(source, "entry has no username and password")
-    return Credential(username=username, password=SecretStr(password), source=source)
+    return Credential(username=username, password=Secret(password), source=source)

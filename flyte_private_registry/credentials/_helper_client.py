@@ -6,10 +6,8 @@ import json
 import shutil
 import subprocess
 
-from pydantic import SecretStr
-
 from .._reference import HELPER_PREFIX, NOT_FOUND
-from ._base import Credential, Miss
+from ._base import Credential, Miss, Secret
 
 _TIMEOUT_SECONDS = 30.0
 
@@ -72,7 +70,7 @@ def run_helper_get(helper: str, server: str, *, source: str) -> Credential | Mis
     token = username == "<token>"
     return Credential(
         username="<token>" if token else username,
-        password=SecretStr(secret),
+        password=Secret(secret),
         source=source,
         identity_token=token,
     )

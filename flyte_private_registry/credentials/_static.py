@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 
-from pydantic import SecretStr
-
 from .._errors import MissingEnvironmentVariable
 from .._reference import RegistryPrefix
-from ._base import Credential, Miss
+from ._base import Credential, Miss, Secret
 
 
 class StaticKeychain:
     """Explicit ``username=``/``password=`` (or a token with a fixed user)."""
 
-    def __init__(self, username: str, password: SecretStr, source: str = "explicit username/password") -> None:
+    def __init__(self, username: str, password: Secret, source: str = "explicit username/password") -> None:
         self._credential = Credential(username=username, password=password, source=source)
 
     @property
@@ -43,7 +41,7 @@ class EnvKeychain:
         password_env: str | None = None,
         username_env: str | None = None,
         username_literal: str | None = None,
-        password_literal: SecretStr | None = None,
+        password_literal: Secret | None = None,
         strict: bool = True,
         label: str | None = None,
     ) -> None:
@@ -83,7 +81,7 @@ class EnvKeychain:
             password = self._read(self.password_env, resource, "password")
             if password is None:
                 return Miss(self.name, f"{self.password_env} is not set")
-            secret = SecretStr(password)
+            secret = Secret(password)
         if username is None:
             return Miss(self.name, f"{self.password_env or 'the password'} is set but no username is known for it")
         return Credential(username=username, password=secret, source=self.name)

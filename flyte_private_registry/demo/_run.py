@@ -113,15 +113,13 @@ class Demo:
             if rootfs is None:
                 self.note("busybox not installed: the task image is built FROM scratch (it will not run)")
                 return None
-            from pydantic import SecretStr
-
-            from ..credentials import Credential
+            from ..credentials import Credential, Secret
             from ..push._build_env import patched_environ, private_docker_config
 
             assert self.engine is not None and self.registry is not None
             base = f"{self.prefix}/base:busybox"
             self.engine.docker("import", "--change", 'CMD ["/bin/sh"]', str(rootfs), base)
-            credential = Credential(self.user, SecretStr(self.password), source="demo")
+            credential = Credential(self.user, Secret(self.password), source="demo")
             with private_docker_config({self.registry.host: credential}) as route, patched_environ(route.env):
                 self.engine.docker("push", base)
             self.engine.docker("rmi", base)

@@ -72,14 +72,27 @@ def register_provider(cls: type[Provider]) -> type[Provider]:
 
 
 def provider_for_host(host: str) -> Provider:
-    """The provider a bare prefix implies (``ghcr.io`` is GitHub, ...); generic when unknown."""
-    for cls in _providers().values():
+    """The provider a bare prefix implies (``ghcr.io`` is GitHub, ...); generic when unknown.
+
+    ECR's module (a pydantic model, boto3 glue) is imported only for an ECR host: its host rules
+    live in ``_ecr_hosts``, which ``EcrProvider.from_host`` uses too.
+    """
+    from ._ecr_hosts import is_ecr_host
+
+    classes = _providers().values() if "PROVIDERS" in globals() else _classes_for(host, is_ecr_host(host))
+    for cls in classes:
         infer = getattr(cls, "from_host", None)
         if infer is not None:
             provider = infer(host)
             if provider is not None:
                 return provider
     return __getattr__("GenericProvider")()
+
+
+def _classes_for(host: str, ecr: bool) -> list[type[Provider]]:
+    """The providers that may claim ``host``, in table order, without loading the table."""
+    names = [name for name in _BUILTIN if name != "Provider" and (ecr or name != "EcrProvider")]
+    return [*(__getattr__(name) for name in names), *_registered.values()]
 
 
 __all__ = [

@@ -15,11 +15,9 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import SecretStr
-
 from .._errors import ConfigurationError
 from .._reference import RegistryPrefix, canonical_host
-from ..credentials import Credential, Miss
+from ..credentials import Credential, Miss, Secret
 from ._base import Provider
 from ._env import ConventionKeychain, first_error, jwt_expiry
 
@@ -97,7 +95,7 @@ class AzCliKeychain:
             return Miss(self.name, "az answered an empty accessToken")
         return Credential(
             username=ACR_TOKEN_USER,
-            password=SecretStr(token),
+            password=Secret(token),
             source=f"{self.name} (user {ACR_TOKEN_USER})",
             expires_at=jwt_expiry(token),
         )

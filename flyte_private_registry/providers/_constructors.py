@@ -23,7 +23,7 @@ _R = TypeVar("_R", bound="ProviderConstructors")
 
 
 def _ecr_prefix(prefix: str | None, account_id: str | None, region: str | None, fips: bool) -> str:
-    from ._ecr import ecr_host, parse_ecr_host
+    from ._ecr_hosts import ecr_host, parse_ecr_host
 
     if prefix is None:
         if account_id is None or region is None:

@@ -15,10 +15,8 @@ import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
-from pydantic import SecretStr
-
 from .._reference import RegistryPrefix
-from ..credentials import Credential, Miss
+from ..credentials import Credential, Miss, Secret
 
 #: Returns ``None`` when a convention applies to a registry, else the reason it does not.
 Applies = Callable[[RegistryPrefix], "str | None"]
@@ -89,7 +87,7 @@ class ConventionKeychain:
             return Miss(self.name, f"{self.token_env} is set but {wanted} is not, so the token has no user")
         source = f"{self.name}; {self._note}" if self._note else self.name
         expires_at = self._expires(token) if self._expires else None
-        return Credential(username=user, password=SecretStr(token), source=source, expires_at=expires_at)
+        return Credential(username=user, password=Secret(token), source=source, expires_at=expires_at)
 
 
 class NoticeKeychain:

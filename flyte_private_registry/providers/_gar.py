@@ -17,11 +17,9 @@ import threading
 from datetime import timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import SecretStr
-
 from .._errors import ConfigurationError
 from .._reference import RegistryPrefix, canonical_host
-from ..credentials import Credential, Miss
+from ..credentials import Credential, Miss, Secret
 from ._base import Provider
 from ._env import ConventionKeychain, first_error
 
@@ -117,7 +115,7 @@ class GoogleAuthKeychain:
         kind = type(credentials).__module__.rsplit(".", 1)[-1]
         return Credential(
             username=GAR_USER,
-            password=SecretStr(token),
+            password=Secret(token),
             source=f"{self.name}: {kind} credentials",
             expires_at=expiry.replace(tzinfo=timezone.utc) if expiry and expiry.tzinfo is None else expiry,
         )
@@ -148,7 +146,7 @@ class GcloudKeychain:
         token = done.stdout.strip()
         if done.returncode != 0 or not token:
             return Miss(self.name, f"gcloud failed: {first_error(done.stderr) or f'exit status {done.returncode}'}")
-        return Credential(username=GAR_USER, password=SecretStr(token), source=self.name)
+        return Credential(username=GAR_USER, password=Secret(token), source=self.name)
 
 
 class GarProvider(Provider):

@@ -12,11 +12,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pydantic import SecretStr
-
 from .._errors import ConfigurationError
 from .._reference import docker_config_key
-from ..credentials import Credential
+from ..credentials import Credential, Secret
 from ..credentials._base import decode_basic, encode_basic
 
 DOCKERCONFIGJSON_TYPE = "kubernetes.io/dockerconfigjson"
@@ -31,7 +29,7 @@ class AuthEntry:
 
     key: str
     username: str
-    password: SecretStr = field(repr=False)
+    password: Secret = field(repr=False)
 
 
 def build(credentials: Mapping[str, Credential]) -> bytes:
@@ -70,7 +68,7 @@ def _entry(key: str, raw: object) -> AuthEntry | None:
         username, password = decoded
     if not isinstance(username, str) or not isinstance(password, str):
         return None
-    return AuthEntry(key, username, SecretStr(password))
+    return AuthEntry(key, username, Secret(password))
 
 
 def parse(payload: bytes | str, *, legacy: bool = False) -> list[AuthEntry]:

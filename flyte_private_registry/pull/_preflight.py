@@ -28,12 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import SecretStr
-
 from .._declaration import DEFAULT_DOMAINS
 from .._errors import ClusterError, PreflightError, RegistryError
 from .._reference import ImageReference, InvalidReference
-from ..credentials import Credential
+from ..credentials import Credential, Secret
 from ._dockerconfigjson import DOCKERCFG_KEY, DOCKERCFG_TYPE, DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, parse
 from ._k8s_import import import_kubernetes
 from ._kubelet import Keyring
@@ -232,7 +230,7 @@ class _RegistryProbe:
         self._cache: dict[tuple[str, ...], tuple[str, str]] = {}
 
     def check(
-        self, image: str, registry: PrivateRegistry | None, username: str, password: SecretStr, where: str
+        self, image: str, registry: PrivateRegistry | None, username: str, password: Secret, where: str
     ) -> tuple[str, str]:
         from ..distribution import RegistryClient
 

@@ -88,7 +88,7 @@ class EcrTarget:
 
 def ecr_target(registry: PrivateRegistry) -> EcrTarget:
     """Account and region of an ECR registry, read from its host (the ECR provider's own parser)."""
-    from ..providers._ecr import parse_ecr_host
+    from ..providers._ecr_hosts import parse_ecr_host
 
     try:
         parsed = parse_ecr_host(registry.host)

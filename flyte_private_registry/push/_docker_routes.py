@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from .._declaration import PrivateRegistry, declared
 from .._errors import ConfigurationError
 from .._reference import docker_config_key, server_to_host
+from ..credentials import Secret
 from ..credentials._base import encode_basic
 from ..credentials._docker_config import OWN_HELPER, load_config, user_config_dir
 from ._exported import NotExportable, export_entry, remove_exported, save_exported, write_json
@@ -174,7 +173,7 @@ def _store_helper(config: dict[str, Any], key: str) -> str | None:
     return helper
 
 
-def store_login(host: str, username: str, password: SecretStr, *, config_dir: Path | None = None) -> str:
+def store_login(host: str, username: str, password: Secret, *, config_dir: Path | None = None) -> str:
     """Save verified credentials the way ``docker login`` would; returns where they went."""
     config_dir, config, key, helper = _login_target(host, config_dir)
     if helper:

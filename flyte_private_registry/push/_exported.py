@@ -62,7 +62,7 @@ def _problems(registry: PrivateRegistry) -> list[str]:
             "does not import"
         )
         return problems
-    for name, field in cls.model_fields.items():
+    for name, field in getattr(cls, "model_fields", {}).items():  # options of a pydantic provider
         value = getattr(provider, name)
         if field.exclude and value != field.default:
             problems.append(
@@ -95,7 +95,7 @@ def export_entry(registry: PrivateRegistry, origin: str) -> dict[str, Any]:
     if registry.ca_file is not None:
         entry["ca_file"] = str(Path(registry.ca_file).resolve())
     entry["provider"] = registry.provider.kind
-    entry.update(registry.provider.model_dump(mode="json", exclude_defaults=True))
+    entry.update(registry.provider.options())
     rebuilt = build_registry(json.loads(json.dumps(entry)), f"the helper's copy of {registry.prefix}")
     if rebuilt.provider != registry.provider:
         raise NotExportable(

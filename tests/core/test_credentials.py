@@ -252,3 +252,24 @@ def test_helper_that_cannot_be_executed_is_a_miss(user_docker_config, tmp_path, 
     write_docker_config(user_docker_config, {"credsStore": "broken"})
     answer = DockerConfigKeychain().resolve(HARBOR)
     assert isinstance(answer, Miss) and "could not be run" in answer.reason
+
+
+def test_a_credential_keeps_its_password_as_a_secret_whatever_it_was_given(canary_password):
+    """str, our Secret and pydantic's SecretStr all become a Secret that never shows itself."""
+    import pickle
+
+    from pydantic import SecretStr
+
+    from flyte_private_registry.credentials import Secret
+
+    given = (canary_password, Secret(canary_password), SecretStr(canary_password))
+    credentials = [Credential("alice", password, source="test") for password in given]
+    for credential in credentials:
+        assert isinstance(credential.password, Secret)
+        assert credential.password.get_secret_value() == canary_password
+        for text in (repr(credential), str(credential), repr(credential.password), str(credential.password)):
+            assert canary_password not in text
+        assert pickle.loads(pickle.dumps(credential)) == credential
+    assert credentials[0] == credentials[1] == credentials[2]
+    with pytest.raises(TypeError, match="a secret must be a string, got int"):
+        Credential("alice", 5, source="test")  # type: ignore[arg-type]

@@ -228,3 +228,30 @@ print(heavy)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_provider_with_options_must_be_a_pydantic_model():
+    from typing import ClassVar
+
+    from pydantic import BaseModel
+
+    from flyte_private_registry.providers import Provider
+
+    with pytest.raises(TypeError, match=r"class HarborLike\(BaseModel, Provider\)"):
+
+        class HarborLike(Provider):
+            kind: ClassVar[str] = "harbor"
+            project: str
+
+    class HarborModel(BaseModel, Provider):
+        kind: ClassVar[str] = "harbor"
+        project: str
+
+    assert HarborModel(project="ml") == HarborModel(project="ml") != HarborModel(project="cv")
+
+    class Plain(Provider):
+        kind: ClassVar[str] = "plain"
+
+    assert Plain() == Plain() and repr(Plain()) == "Plain()"
+    with pytest.raises(TypeError, match="the plain provider takes no options, got project"):
+        Plain(project="ml")

@@ -52,9 +52,9 @@ from flyte_private_registry.providers._ecr import (
     _FileCache,
     _Token,
     clear_token_cache,
-    parse_ecr_host,
     token_cache_dir,
 )
+from flyte_private_registry.providers._ecr_hosts import parse_ecr_host
 
 ECR_HOST = f"{MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 MOTO_PASSWORD = f"{MOTO_ACCOUNT}-auth-token"

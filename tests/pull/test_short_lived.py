@@ -17,7 +17,7 @@ from typing import ClassVar
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from flyte_private_registry import (
     ConfigurationError,
@@ -34,7 +34,7 @@ ECR_HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 NAMESPACES = ["flytesnacks-development", "flytesnacks-production"]
 
 
-class EcrLike(Provider):
+class EcrLike(BaseModel, Provider):  # a provider with options is a pydantic model, as EcrProvider is
     kind: ClassVar[str] = "ecr"
     short_lived: ClassVar[bool] = True
     account_id: str
