@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import providers
 from ._declaration import PrivateRegistry, describe_value, not_declaring, validation_message
 from ._errors import ConfigurationError
-from .providers import PROVIDERS
 
 ENV_CONFIG = "FLYTE_PRIVATE_REGISTRY_CONFIG"
 ENV_REGISTRIES = "FLYTE_PRIVATE_REGISTRIES"
@@ -80,16 +80,16 @@ def build_registry(entry: dict[str, Any], origin: str, base_dir: Path | None = N
     fields = {k: v for k, v in entry.items() if k in _REGISTRY_KEYS}
     rest = {k: v for k, v in entry.items() if k not in _REGISTRY_KEYS and k != "provider"}
     kind = entry.get("provider")
-    known = ", ".join(sorted(PROVIDERS))
-    if kind is not None:
+    if kind is not None:  # only a named provider loads the provider table (the ECR one is a pydantic model)
+        known = ", ".join(sorted(providers.PROVIDERS))
         if not isinstance(kind, str):
             raise ConfigurationError(
                 f"{origin}: provider must be a string naming a provider ({known}), got {describe_value(kind)}"
             )
-        if kind not in PROVIDERS:
+        if kind not in providers.PROVIDERS:
             raise ConfigurationError(f"{origin}: unknown provider {kind!r}; known: {known}")
         try:
-            fields["provider"] = PROVIDERS[kind](**rest)
+            fields["provider"] = providers.PROVIDERS[kind](**rest)
         except ValidationError as err:
             raise ConfigurationError(f"{origin}: provider {kind!r} options: {validation_message(err)}") from None
         except (TypeError, ValueError) as err:
