@@ -27,6 +27,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
+    """Benchmarks, isolated; arguments go to benchmarks/run_all.py (``--quick``, ``--only NAME,...``)."""
     session.install("-e", ".[test,aws]")
     session.run(*ISOLATED, "python", "benchmarks/run_all.py", *session.posargs)
 

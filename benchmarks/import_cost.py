@@ -4,8 +4,11 @@ In fresh processes (warm-up runs first), each run times ``import flytekit`` and,
 loading of our entry point (``EntryPoint.load`` wrapped with a timer: ``-X importtime`` cannot see
 it, because ``importlib.import_module`` bypasses the interpreter's import-time log), then
 ``from flyte_private_registry import PrivateRegistry`` in the same process. CPU time beside wall
-time, min/median/max over the runs, and the ratios (median of per-run ratios) against the goals:
-the plugin and the ``PrivateRegistry`` import each under 1 % of ``import flytekit``.
+time, min/median/max over the runs, and the ratios (median of per-run ratios). Goal (issue 10):
+``from flyte_private_registry import PrivateRegistry`` <= 1 % of ``import flytekit``. The plugin
+entry point is held to the same 1 % (this script's own goal: every ``import flytekit`` pays it,
+whether or not the library is used). Both ratios go to the summary table (``_results.record``).
+``--quick``: 1 warm-up and 5 runs instead of 2 and 11.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import json
 import statistics
 import subprocess
 import sys
+
+from _results import record
+from _stats import cache_bytecode, quick, spread
 
 WARMUP = 2
 RUNS = 11
@@ -55,18 +61,16 @@ print(json.dumps({
 """
 
 
-def _ms(values: list[float]) -> str:
-    return f"{1000 * min(values):7.1f} {1000 * statistics.median(values):7.1f} {1000 * max(values):7.1f}"
-
-
 def main() -> None:
+    cache_bytecode()
+    warmup, runs = (1, 5) if quick() else (WARMUP, RUNS)
     probe = f"HEAVY = {HEAVY!r}\n" + _PROBE
     samples = []
-    for run in range(WARMUP + RUNS):
+    for run in range(warmup + runs):
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-        if run >= WARMUP:
+        if run >= warmup:
             samples.append(json.loads(out))
-    print(f"{RUNS} fresh processes after {WARMUP} warm-up runs; ms as min / median / max")
+    print(f"{runs} fresh processes after {warmup} warm-up runs; ms as min / median / max")
     print(f"{'':44s} {'CPU ms':>23s}   {'wall ms':>23s}")
     rows = {
         "import flytekit": "flytekit",
@@ -76,16 +80,21 @@ def main() -> None:
     for label, key in rows.items():
         cpu = [s[key][0] for s in samples]
         wall = [s[key][1] for s in samples]
-        print(f"{label:44s} {_ms(cpu)}   {_ms(wall)}")
+        print(f"{label:44s} {spread(cpu)}   {spread(wall)}")
     last = samples[-1]
     print(f"  modules the plugin loads: {', '.join(last['modules'])}")
     print(f"  heavy modules present after import flytekit: {last['heavy'] or 'none'}")
     print(f"  modules `from flyte_private_registry import PrivateRegistry` adds: {len(last['declaration_modules'])}")
-    for label, key in (("plugin / import flytekit", "plugin"), ("PrivateRegistry / import flytekit", "declaration")):
+    ratios = (
+        ("plugin / import flytekit", "plugin", "plugin entry point / import flytekit", "own goal: all pay it"),
+        ("PrivateRegistry / import flytekit", "declaration", "import PrivateRegistry / import flytekit", ""),
+    )
+    for label, key, scenario, note in ratios:
         cpu = statistics.median(s[key][0] / s["flytekit"][0] for s in samples)
         wall = statistics.median(s[key][1] / s["flytekit"][1] for s in samples)
-        verdict = "ok" if cpu <= GOAL else "MISSED"
-        print(f"ratio {label:34s} CPU {100 * cpu:5.2f} %  wall {100 * wall:5.2f} %  (goal <= 1 %: {verdict})")
+        verdict = "ok" if wall <= GOAL else "MISSED"
+        print(f"ratio {label:34s} wall {100 * wall:5.2f} %  CPU {100 * cpu:5.2f} %  (goal <= 1 % wall: {verdict})")
+        record("import_cost", scenario, 100 * wall, unit="%", goal=100 * GOAL, cpu=100 * cpu, note=note)
 
 
 if __name__ == "__main__":

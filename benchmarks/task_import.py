@@ -11,7 +11,11 @@ that run every variant back to back (warm-up rounds first), after ``import flyte
   container before running the task (import only).
 
 Prints CPU beside wall time (min / median / max), the paired per-round delta against plain
-``@task`` with the goal (<= 50 ms), and whether ``kubernetes`` got imported.
+``@task`` with the goal (issue 10: <= 50 ms more, at registration and at execution), and whether
+``kubernetes`` got imported; the two deltas (median of the paired per-round deltas, wall judged,
+CPU beside) go to the summary table. Runs: 1 warm-up and 9 rounds; ``--quick``: 1 warm-up and 4
+rounds, without the hand-written reference (it imports kubernetes: most of the run time, and it
+has no goal).
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-WARMUP = 2
-ROUNDS = 11
+from _results import record
+from _stats import cache_bytecode, paired_deltas, quick, spread
+
+WARMUP = 1
+ROUNDS = 9
 TASKS = 20
 GOAL_MS = 50.0
 IMAGE = "harbor.example.com/ml/trainer:v1"
@@ -90,43 +97,50 @@ def sample(directory: Path, mode: str, module: str) -> dict[str, float]:
     return json.loads(result.stdout)
 
 
-def _ms(values: list[float]) -> str:
-    return f"{1000 * min(values):7.1f} {1000 * statistics.median(values):7.1f} {1000 * max(values):7.1f}"
-
-
 def main() -> None:
+    cache_bytecode()
+    warmup, rounds = (1, 4) if quick() else (WARMUP, ROUNDS)
+    variants = [k for k in _HEADER if not (quick() and k == "hand_tasks")]
     modes = ("registration", "execution")
-    samples: dict[tuple[str, str], list[dict[str, float]]] = {(m, k): [] for m in modes for k in _HEADER}
+    samples: dict[tuple[str, str], list[dict[str, float]]] = {(m, k): [] for m in modes for k in variants}
     with tempfile.TemporaryDirectory(prefix="task-import-") as tmp:
         directory = Path(tmp)
         write_modules(directory)
-        for round_ in range(WARMUP + ROUNDS):
+        for round_ in range(warmup + rounds):
             for mode in modes:
-                order = list(_HEADER) if round_ % 2 else list(reversed(_HEADER))  # no variant always first
+                order = variants if round_ % 2 else list(reversed(variants))  # no variant always first
                 for module in order:
                     value = sample(directory, mode, module)
-                    if round_ >= WARMUP:
+                    if round_ >= warmup:
                         samples[(mode, module)].append(value)
     print(
         textwrap.dedent(f"""\
-        importing a module of {TASKS} tasks after `import flytekit`; {ROUNDS} rounds of fresh processes
-        after {WARMUP} warm-up rounds; ms as min / median / max""")
+        importing a module of {TASKS} tasks after `import flytekit`; {rounds} rounds of fresh processes
+        after {warmup} warm-up rounds; ms as min / median / max""")
     )
     print(f"{'':50s} {'CPU ms':>23s}   {'wall ms':>23s}   kubernetes")
     for mode in modes:
-        for module in _HEADER:
+        for module in variants:
             runs = samples[(mode, module)]
             kube = "imported" if any(r["kubernetes"] for r in runs) else "not imported"
             label = f"{mode:12s} {_LABEL[module]}"
-            print(f"{label:50s} {_ms([r['cpu'] for r in runs])}   {_ms([r['wall'] for r in runs])}   {kube}")
+            print(f"{label:50s} {spread([r['cpu'] for r in runs])}   {spread([r['wall'] for r in runs])}   {kube}")
         plain, ours = samples[(mode, "plain_tasks")], samples[(mode, "reg_tasks")]
-        cpu = [1000 * (o["cpu"] - p["cpu"]) for o, p in zip(ours, plain, strict=True)]
-        wall = [1000 * (o["wall"] - p["wall"]) for o, p in zip(ours, plain, strict=True)]
-        verdict = "ok" if statistics.median(cpu) <= GOAL_MS and statistics.median(wall) <= GOAL_MS else "MISSED"
+        cpu = [1000 * d for d in paired_deltas([o["cpu"] for o in ours], [p["cpu"] for p in plain])]
+        wall = [1000 * d for d in paired_deltas([o["wall"] for o in ours], [p["wall"] for p in plain])]
+        verdict = "ok" if statistics.median(wall) <= GOAL_MS else "MISSED"
+        record(
+            "task_import",
+            f"{mode}: @reg.task - plain @task, {TASKS} tasks",
+            statistics.median(wall),
+            unit="ms",
+            goal=GOAL_MS,
+            cpu=statistics.median(cpu),
+        )
         print(
             f"{mode:12s} @reg.task - plain @task, paired per round: CPU {statistics.median(cpu):+.1f} ms "
             f"(min {min(cpu):+.1f}, max {max(cpu):+.1f}), wall {statistics.median(wall):+.1f} ms "
-            f"(min {min(wall):+.1f}, max {max(wall):+.1f})  (goal <= +{GOAL_MS:.0f} ms: {verdict})"
+            f"(min {min(wall):+.1f}, max {max(wall):+.1f})  (goal <= +{GOAL_MS:.0f} ms wall: {verdict})"
         )
 
 
