@@ -14,9 +14,7 @@ never "assume".
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import math
 import re
 import ssl
 import threading
@@ -24,9 +22,9 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpcore
@@ -43,38 +41,34 @@ from .._errors import (
 from .._reference import api_host, is_loopback
 from ..credentials import Credential
 from ..credentials._base import encode_basic
-from ._retry import RETRY_STATUSES, Deadline, RetryPolicy, parse_retry_after
-from ._tls import context_for
-from ._token_cache import TokenCache, scope_atoms
-
-MANIFEST_ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
+from ._auth import (
+    BLOB_JSON_CAP,
+    ERROR_BODY_CAP,
+    MANIFEST_BODY_CAP,
+    TOKEN_BODY_CAP,
+    Challenge,
+    Manifest,
+    Realm,
+    content_matches,
+    covered,
+    granted_actions,
+    json_object,
+    not_a_url,
+    parse_token_response,
+    read_challenge,
+    read_manifest,
+    scope_batches,
+    token_realm,
 )
+from ._retry import RETRY_STATUSES, Deadline, RetryPolicy, parse_retry_after
+from ._spec import DIGEST, MANIFEST_ACCEPT
+from ._tls import DOCKER_CERTS_DIR, context_for
+from ._token_cache import TokenCache, repository_scope, scope_atoms
+
 _USER_AGENT = "flyte-private-registry"
-_DEFAULT_TOKEN_SECONDS = 60.0
-_MAX_TOKEN_SECONDS = 24 * 3600.0
-#: Body caps: an error body is only mined for a message, a token answer is a few KiB of JSON.
-ERROR_BODY_CAP = 64 * 1024
-TOKEN_BODY_CAP = 1024 * 1024
-#: Manifests and image configs are JSON; distribution itself refuses manifests over 4 MiB.
-MANIFEST_BODY_CAP = 4 * 1024 * 1024
-BLOB_JSON_CAP = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
-#: Scope parameters per token request: several repositories in one request, the URL kept under ~8 KiB.
-MAX_SCOPE_CHARS = 6000
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REPO_PATH = re.compile(r"^/v2/(?P<name>.+)/(?:manifests|blobs|tags|referrers)(?:/.*)?$")
-_TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
-_SCHEME = re.compile(rf"({_TCHAR}+)(?:[ \t]+|$)")
-_PARAM = re.compile(rf'({_TCHAR}+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^",\s]+))')
-_NEXT_CHALLENGE = re.compile(rf"{_TCHAR}+[ \t]+{_TCHAR}+[ \t]*=")
-_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 #: Anything that looks like a credential in server text, even one this client never sent.
 _AUTH_VALUE = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9._~+/=-]{16,}")
 #: Network failures worth another try; a refused connection, DNS or TLS failure is not.
@@ -85,105 +79,6 @@ RefusalHint = Callable[[str, int], "str | None"]
 
 
 # -- parsing (pure, property-tested) -----------------------------------------------------------
-@dataclass(frozen=True)
-class Challenge:
-    """A parsed ``WWW-Authenticate`` header (scheme lower-cased; ``none`` when the API is open)."""
-
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, header: str | None, *, host: str = "") -> Challenge:
-        """RFC 7235's first challenge; a header we cannot read is a :class:`RegistryError` naming the problem."""
-        text = (header or "").strip()
-        if not text:
-            return cls("none")
-
-        def malformed(problem: str) -> NoReturn:
-            raise RegistryError(
-                f"registry {host or '(unknown)'} sent a malformed WWW-Authenticate header ({problem}): {text[:120]!r}",
-                host=host,
-            )
-
-        match = _SCHEME.match(text)
-        if match is None:
-            malformed("it does not start with an auth scheme")
-        scheme, pos, params = match.group(1).lower(), match.end(), {}
-        while pos < len(text):
-            while pos < len(text) and text[pos] in " \t,":
-                pos += 1
-            if pos >= len(text):
-                break
-            param = _PARAM.match(text, pos)
-            if param is None:
-                if params and _NEXT_CHALLENGE.match(text, pos):
-                    break  # a second challenge (several headers joined by ", "): the first one wins
-                malformed(f"unreadable parameter at character {pos}")
-            name = param.group(1).lower()
-            if name in params:
-                malformed(f"parameter {name!r} appears twice")
-            quoted = param.group(2)
-            params[name] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else param.group(3)
-            pos = param.end()
-            while pos < len(text) and text[pos] in " \t":
-                pos += 1
-            if pos < len(text) and text[pos] != ",":
-                malformed(f"expected ',' after parameter {name!r} at character {pos}")
-        return cls(scheme, params)
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    """What a token service answered: the token, how long to trust it, and any refresh token (to scrub)."""
-
-    token: str
-    lifetime: float
-    refresh_token: str | None = None
-
-
-def parse_token_response(body: bytes, *, service: str = "token service") -> TokenGrant:
-    """Read a token endpoint's JSON; anything that is not a usable token is a :class:`RegistryError`."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise RegistryError(f"{service} did not answer JSON") from None
-    if not isinstance(payload, dict):
-        raise RegistryError(f"{service} answered JSON {type(payload).__name__}, not an object with a token")
-    token = payload.get("token") or payload.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise RegistryError(f"{service} answered without a token (keys: {sorted(map(str, payload))[:8]})")
-    if not _HEADER_SAFE.match(token) or len(token) > TOKEN_BODY_CAP:
-        raise RegistryError(f"{service} answered a token that cannot be sent in an HTTP header")
-    raw = payload.get("expires_in")
-    lifetime = _DEFAULT_TOKEN_SECONDS
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw) and raw > 0:
-        lifetime = min(float(raw), _MAX_TOKEN_SECONDS)
-    refresh = payload.get("refresh_token")
-    return TokenGrant(token, lifetime, refresh if isinstance(refresh, str) and refresh else None)
-
-
-def _granted_actions(token: str, repository: str) -> frozenset[str] | None:
-    """Actions a JWT grants on ``repository``; ``None`` for opaque tokens (cannot tell)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        padded = parts[1] + "=" * (-len(parts[1]) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, TypeError, RecursionError):
-        return None
-    access = claims.get("access") if isinstance(claims, dict) else None
-    if not isinstance(access, list):
-        return None
-    actions: set[str] = set()
-    for entry in access:
-        if isinstance(entry, dict) and entry.get("type") == "repository" and entry.get("name") == repository:
-            listed = entry.get("actions")
-            if isinstance(listed, list):
-                actions.update(a for a in listed if isinstance(a, str))
-    return frozenset(actions)
-
-
 def _server_message(body: bytes, content_type: str = "") -> str:
     """The registry's own error code/message, short; the caller scrubs it."""
     try:
@@ -202,40 +97,7 @@ def _server_message(body: bytes, content_type: str = "") -> str:
     return ""
 
 
-def _scope(repository: str, actions: Iterable[str]) -> str:
-    return f"repository:{repository}:{','.join(actions)}"
-
-
-def _covered(token: str, asked: frozenset[str]) -> frozenset[str]:
-    """What a token may be used for: what was asked, narrowed to what a JWT says it grants.
-
-    A token service may answer 200 with less than asked (some repositories of a batch, or pull
-    without push); remembering only the granted part sends those repositories their own request.
-    """
-    narrowed = set()
-    for atom in asked:
-        kind, _, rest = atom.partition(":")
-        name, _, action = rest.rpartition(":")
-        if kind != "repository":
-            narrowed.add(atom)
-            continue
-        granted = _granted_actions(token, name)
-        if granted is None:
-            return asked  # opaque token: cannot tell, trust the request (a refusal later sends it again)
-        if action in granted:
-            narrowed.add(atom)
-    return frozenset(narrowed)
-
-
-def _origin(url: httpx.URL) -> str:
-    """``host:port`` as users write it, so two services on one host are told apart."""
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    return f"{host}:{url.port}" if url.port else host
-
-
 # -- TLS ---------------------------------------------------------------------------------------
-#: Where docker itself looks for per-registry CAs (``<host[:port]>/*.crt``): trust what docker trusts.
-DOCKER_CERTS_DIR = Path("/etc/docker/certs.d")
 
 
 def trust_for(host: str, ca_file: Path | str | None = None) -> ssl.SSLContext:
@@ -355,28 +217,6 @@ class _Answer:
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """A manifest as the registry served it: media type, content digest and the parsed JSON.
-
-    ``is_index`` tells an OCI index / Docker manifest list (one entry per platform) from a
-    single-platform manifest, whose platform is in its config blob.
-    """
-
-    media_type: str
-    digest: str
-    document: dict[str, Any]
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in _INDEX_TYPES or (not self.media_type and "manifests" in self.document)
-
-
-_INDEX_TYPES = frozenset(
-    {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
-)
-
-
-@dataclass(frozen=True)
 class LoginResult:
     """What a credential check proved: the auth scheme, and the actions granted where knowable."""
 
@@ -395,7 +235,7 @@ class _CachedAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         match = _REPO_PATH.match(request.url.path)
-        scope = _scope(match.group("name"), self._client.actions) if match else None
+        scope = repository_scope(match.group("name"), self._client.actions) if match else None
         self._client.authorize(request.headers, scope)
         yield request
 
@@ -496,7 +336,7 @@ class RegistryClient:
     # -- auth plumbing ---------------------------------------------------------------------
     def scope_for(self, path: str) -> str | None:
         match = _REPO_PATH.match(path)
-        return _scope(match.group("name"), self.actions) if match else None
+        return repository_scope(match.group("name"), self.actions) if match else None
 
     def authorize(self, headers: httpx.Headers | dict[str, str], scope: str | None) -> None:
         if self.scheme == "basic" and self.credential is not None and not self.credential.identity_token:
@@ -517,52 +357,35 @@ class RegistryClient:
 
     def _challenge(self, headers: httpx.Headers) -> Challenge | None:
         """The 401's challenge; ``None`` when there is none (a refusal, not an open door)."""
-        header = headers.get("www-authenticate")
-        if header is None or not header.strip():
-            return None
         try:
-            challenge = Challenge.parse(header, host=self.host)
+            return read_challenge(headers.get("www-authenticate"), host=self.host)
         except RegistryError as err:
             raise self._fail(RegistryError, str(err)) from None
-        if challenge.scheme == "bearer" and not challenge.params.get("realm"):
-            raise self._fail(
-                RegistryError,
-                f"registry {self.host} sent a malformed WWW-Authenticate header (a Bearer challenge without a realm): "
-                f"{header.strip()[:120]!r}",
-            )
-        return challenge
 
-    def _realm(self, challenge: Challenge) -> httpx.URL:
+    def _realm(self, challenge: Challenge) -> tuple[Realm, httpx.URL]:
         """The token endpoint, refused if it is not an http(s) URL or would carry a secret in clear text."""
-        realm = challenge.params.get("realm", "")
+        sender = self._who() if self.credential is not None else None
         try:
-            url = httpx.URL(realm)
+            realm = token_realm(
+                challenge,
+                host=self.host,
+                base_url=self._base_url,
+                sender=sender,
+                declared_insecure=self._declared_insecure,
+            )
+        except RegistryError as err:
+            raise self._fail(RegistryError, str(err)) from None
+        try:
+            return realm, httpx.URL(realm.url)
         except (httpx.InvalidURL, ValueError, TypeError):
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise self._fail(
-                RegistryError, f"registry {self.host} sent a Bearer challenge whose realm {realm[:120]!r} is not a URL"
-            )
-        if (
-            url.scheme == "http"
-            and self.credential is not None
-            and (self._base_url or "").startswith("https://")
-            and not self._declared_insecure
-        ):
-            raise self._fail(
-                RegistryError,
-                f"registry {self.host} (https) sends logins to a plain-http token service {_origin(url)}; "
-                f"refusing to send {self._who()}'s credentials unencrypted. Declare the registry "
-                "insecure=True only if that network is trusted.",
-            )
-        return url
+            raise self._fail(RegistryError, str(not_a_url(self.host, realm.url))) from None
 
     def _fetch_token(
         self, challenge: Challenge, scope: str | None, deadline: Deadline, *, scopes: list[str] | None = None
     ) -> str:
         """One token request for ``scope`` (or for all of ``scopes`` at once: the token spec allows several)."""
-        realm = self._realm(challenge)
-        service = f"token service {_origin(realm)}"
+        found, realm = self._realm(challenge)
+        service = f"token service {found.origin}"
         wanted = list(scopes) if scopes else ([scope] if scope else [])
         params: list[tuple[str, str]] = [("service", challenge.params.get("service", ""))]
         params += [("scope", s) for s in wanted]
@@ -610,7 +433,7 @@ class RegistryClient:
         self._remember_secret(grant.token)
         if grant.refresh_token:
             self._remember_secret(grant.refresh_token)
-        self._cache.add(grant.token, _covered(grant.token, scope_atoms(scopes)), grant.lifetime)
+        self._cache.add(grant.token, covered(grant.token, scope_atoms(scopes)), grant.lifetime)
         return grant.token
 
     # -- errors ----------------------------------------------------------------------------
@@ -894,14 +717,10 @@ class RegistryClient:
 
     def _use_remembered_endpoint(self) -> bool:
         """Skip ``GET /v2/``: an earlier process learnt the base URL and the challenge (Basic/Bearer only)."""
-        remembered = self._cache.endpoint()
+        remembered = self._cache.usable_endpoint(insecure=self._insecure)
         if remembered is None:
             return False
-        if remembered.base_url.startswith("http://") and not self._insecure:
-            return False  # plain HTTP only where this client may fall back to it
         challenge = Challenge(remembered.scheme, remembered.params)
-        if challenge.scheme == "bearer" and not challenge.params.get("realm"):
-            return False
         self._base_url, self.challenge, self._endpoint_from_cache = remembered.base_url, challenge, True
         if self.scheme is None:
             self.scheme = challenge.scheme
@@ -991,7 +810,7 @@ class RegistryClient:
             raise self._unexpected(answer, "log in")
         if challenge.scheme != "bearer":
             raise self._fail(RegistryError, f"registry {self.host} asks for unsupported auth {challenge.scheme!r}")
-        scope = _scope(repository, self.actions)
+        scope = repository_scope(repository, self.actions)
         token = self._cached_token(scope)
         if token is None:
             try:
@@ -1001,7 +820,7 @@ class RegistryClient:
                     raise
                 self._forget_endpoint()  # a remembered realm that no longer works: ask /v2/ again
                 return self._login(repository, deadline)
-        granted = _granted_actions(token, repository)
+        granted = granted_actions(token, repository)
         if granted is not None:
             missing = [a for a in self.actions if a not in granted]
             if missing:
@@ -1035,12 +854,12 @@ class RegistryClient:
                 "HEAD",
                 f"/v2/{repository}/manifests/{reference}",
                 deadline=deadline,
-                scope=_scope(repository, ("pull",)),
+                scope=repository_scope(repository, ("pull",)),
                 headers={"Accept": MANIFEST_ACCEPT},
             )
             if answer.status == 200:
                 digest = answer.headers.get("docker-content-digest", "").strip()
-                return digest if _DIGEST.match(digest) else ""
+                return digest if DIGEST.match(digest) else ""
             if answer.status == 404:
                 return None
             if answer.status in (401, 403):
@@ -1070,26 +889,25 @@ class RegistryClient:
                 "GET",
                 f"/v2/{repository}/manifests/{reference}",
                 deadline=deadline,
-                scope=_scope(repository, ("pull",)),
+                scope=repository_scope(repository, ("pull",)),
                 headers={"Accept": MANIFEST_ACCEPT},
                 cap=MANIFEST_BODY_CAP,
             )
             if answer.status == 404:
                 return None
             document = self._json_body(answer, what, f"pull {repository}", MANIFEST_BODY_CAP)
-            computed = "sha256:" + hashlib.sha256(answer.body).hexdigest()
-            header = answer.headers.get("docker-content-digest", "").strip()
-            expected = reference if _DIGEST.match(reference) else header
-            if expected.startswith("sha256:") and expected != computed:
-                raise self._fail(
-                    RegistryError,
-                    f"registry {self.host} served a manifest for {repository}:{reference} whose content hashes "
-                    f"to {computed}, not {expected}: a proxy or cache is serving other content",
+            try:
+                return read_manifest(
+                    answer.body,
+                    document,
+                    host=self.host,
+                    repository=repository,
+                    reference=reference,
+                    content_type=answer.headers.get("content-type", ""),
+                    digest_header=answer.headers.get("docker-content-digest", ""),
                 )
-            media_type = answer.headers.get("content-type", "").split(";")[0].strip()
-            if media_type not in _INDEX_TYPES and not media_type.startswith("application/vnd."):
-                media_type = str(document.get("mediaType") or "")
-            return Manifest(media_type, header if _DIGEST.match(header) else computed, document)
+            except RegistryError as err:
+                raise self._fail(RegistryError, str(err)) from None
 
     def blob_json(self, repository: str, digest: str) -> dict[str, Any]:
         """A small JSON blob (an image config) by digest, checked against its digest; a 404 is an error."""
@@ -1099,7 +917,7 @@ class RegistryClient:
                 "GET",
                 f"/v2/{repository}/blobs/{digest}",
                 deadline=deadline,
-                scope=_scope(repository, ("pull",)),
+                scope=repository_scope(repository, ("pull",)),
                 cap=BLOB_JSON_CAP,
             )
             if answer.status == 404:
@@ -1109,7 +927,7 @@ class RegistryClient:
                     404,
                 )
             document = self._json_body(answer, what, f"pull {repository}", BLOB_JSON_CAP)
-            if digest.startswith("sha256:") and "sha256:" + hashlib.sha256(answer.body).hexdigest() != digest:
+            if not content_matches(answer.body, digest):
                 raise self._fail(
                     RegistryError, f"registry {self.host} served blob {digest} of {repository} with other content"
                 )
@@ -1124,11 +942,8 @@ class RegistryClient:
         if answer.truncated or answer.undecodable:
             problem = f"is larger than {cap} bytes" if answer.truncated else "cannot be decoded"
             raise self._fail(RegistryError, f"registry {self.host}: could not {what}: the answer {problem}")
-        try:
-            document = json.loads(answer.body)
-        except (ValueError, RecursionError):
-            document = None
-        if not isinstance(document, dict):
+        document = json_object(answer.body)
+        if document is None:
             raise self._fail(RegistryError, f"registry {self.host}: could not {what}: the answer is not a JSON object")
         return document
 
@@ -1161,18 +976,13 @@ class RegistryClient:
                 return 0
             missing = [
                 scope
-                for scope in dict.fromkeys(_scope(r, actions) for r in repositories)
+                for scope in dict.fromkeys(repository_scope(r, actions) for r in repositories)
                 if self._cached_token(scope) is None
             ]
-            requests = 0
-            batch: list[str] = []
-            for scope in [*missing, None]:
-                if batch and (scope is None or sum(len(s) + 7 for s in batch) + len(scope) > MAX_SCOPE_CHARS):
-                    self._fetch_token(challenge, None, deadline, scopes=batch)
-                    requests, batch = requests + 1, []
-                if scope is not None:
-                    batch.append(scope)
-            return requests
+            batches = scope_batches(missing)
+            for batch in batches:
+                self._fetch_token(challenge, None, deadline, scopes=batch)
+            return len(batches)
 
     def check_many(
         self, images: Iterable[tuple[str, str]], *, workers: int = 8

@@ -1,50 +1,84 @@
-"""One HEAD with what an earlier process remembered, over the stdlib: the common ``pyflyte`` case without httpx.
+"""Existence checks and platform reads over the stdlib, cold or warm: the common ``pyflyte`` case without httpx.
 
-Why: within a token's lifetime, a second ``pyflyte`` run needs one HEAD per image and nothing
-else, but importing httpx alone costs more CPU than flytekit's whole check through the docker
-daemon. ``http.client`` and ``ssl`` are already loaded by ``import flytekit`` (requests), so a
-check that only needs the remembered endpoint and a cached token (or Basic credentials) is
-made here.
+Why: importing httpx alone costs more CPU than flytekit's whole check through the docker daemon,
+while ``http.client`` and ``ssl`` are already loaded by ``import flytekit`` (requests). So the
+builder asks here first. With what an earlier process remembered (the endpoint and a token, in
+:mod:`._token_cache`) a check is one HEAD. With nothing remembered it is the full client's own
+dance: ``GET /v2/``, a pull token from the challenge's realm (Basic credentials, or anonymous),
+then the HEAD; the endpoint and token are stored in the same cache entries the full client
+writes, so the next run is warm whichever path it takes. The platform check's GETs (manifest,
+config blob, one redirect to object storage) are made here too.
 
-This path only ever answers "exists (digest)" or "missing" for a plain 200/404; every other
-outcome (no remembered endpoint or token, a 401, a redirect, a 5xx, a timeout, a TLS error) is
-:data:`UNKNOWN` and the caller asks the full :class:`~.RegistryClient`, which retries, follows,
-scrubs and explains. Nothing is raised from here, so nothing here can leak a secret in a message.
+This path answers only clean cases: a 200 with a digest, a 404, a well-formed manifest or blob.
+Every other outcome (an odd challenge or realm, a refused or odd token, a 401 after the token,
+429, 5xx, a redirect where none is expected, a timeout or the call's time budget spent, a TLS
+error, an oversized or encoded body, a proxy in the environment) is :data:`UNKNOWN`, and the
+caller asks the full :class:`~.RegistryClient`, which retries, follows, scrubs and explains.
+Challenges, realms and token answers are judged by :mod:`._auth`, the full client's rules, so no
+credential goes where the full client would not send it; the calls that need those rules import
+them, so a warm HEAD pays for nothing else. Nothing is raised from here and no message is built,
+so nothing here can leak a secret.
 """
 
 from __future__ import annotations
 
 import http.client
-import re
+import socket
 import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from .._reference import api_host, is_loopback
 from ..credentials._base import encode_basic
+from ._spec import DIGEST, MANIFEST_ACCEPT
 from ._tls import DOCKER_CERTS_DIR, context_for
-from ._token_cache import TokenCache, scope_atoms
+from ._token_cache import Endpoint, TokenCache, repository_scope, scope_atoms
 
 if TYPE_CHECKING:
     from ..credentials import Credential
+    from ._auth import Challenge, Manifest, Realm
 
 #: The answer this path cannot give: ask the full client.
 UNKNOWN: Final = object()
-#: Same Accept as the full client: a narrower one makes OCI images look missing.
-MANIFEST_ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
-)
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+#: Wall clock for one call (a check, a manifest or a blob read): past it the full client takes over.
+BUDGET_SECONDS = 5.0
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_USER_AGENT = "flyte-private-registry"
+_T = TypeVar("_T")
+
+
+class _Unclean(Exception):
+    """An answer this path does not judge: the full client's turn."""
+
+
+class _Reply:
+    """An answer, read (up to a cap) and released."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    """httpx honours the proxy variables and this path does not speak to proxies: leave those hosts to it."""
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(host, proxies)
 
 
 class QuickChecker:
-    """One registry, one credential, one keep-alive connection; see the module docstring for when it answers."""
+    """One registry, one credential, kept-alive connections; see the module docstring for when it answers.
+
+    ``timeout`` is the wall clock one call may take (enforced by closing its sockets), so a
+    dripping server cannot hold the builder before the full client's own deadline starts.
+    """
 
     def __init__(
         self,
@@ -53,69 +87,296 @@ class QuickChecker:
         *,
         insecure: bool = False,
         ca_file: Path | str | None = None,
-        timeout: float = 10.0,
+        timeout: float = BUDGET_SECONDS,
     ) -> None:
+        self.host = host
         self.api_host = api_host(host)
         self._credential = credential
+        # the full client's rules: plain HTTP only for loopback or declared-insecure hosts without a CA file
         self._insecure = (insecure or is_loopback(host)) and ca_file is None
+        self._declared_insecure = insecure
         self._ca_file = ca_file
-        self._timeout = timeout
+        self._budget = timeout
         self._cache = TokenCache(self.api_host, credential)
-        self._connection: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
+        self._endpoint: Endpoint | None = None  # remembered, or learnt by this process's GET /v2/
+        self._connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
+        self._lock = threading.Lock()  # one call at a time
+        self._guard = threading.Lock()  # the connections, against the deadline's timer
+        self._at = 0.0
+        self._expired = False
 
-    def manifest_digest(self, repository: str, reference: str) -> object:
-        """The digest (str), ``None`` for a 404, or :data:`UNKNOWN`."""
-        endpoint = self._cache.endpoint()
-        if endpoint is None:
-            return UNKNOWN
-        if endpoint.scheme == "bearer":
-            token = self._cache.find(scope_atoms([f"repository:{repository}:pull"]))
-            if token is None:
-                return UNKNOWN
-            authorization = f"Bearer {token.value}"
-        elif self._credential is not None and not self._credential.identity_token:
-            secret = self._credential.password.get_secret_value()
-            authorization = f"Basic {encode_basic(self._credential.username, secret)}"
-        else:
-            return UNKNOWN
-        headers = {"Accept": MANIFEST_ACCEPT, "Authorization": authorization, "User-Agent": "flyte-private-registry"}
-        with self._lock:
-            try:
-                connection = self._connect(endpoint.base_url)
-                if connection is None:
-                    return UNKNOWN
-                connection.request("HEAD", f"/v2/{repository}/manifests/{reference}", headers=headers)
-                response = connection.getresponse()
-                response.read()
-                status, digest = response.status, (response.getheader("Docker-Content-Digest") or "").strip()
-                if response.will_close:
-                    self.close()
-            except (OSError, http.client.HTTPException, ValueError):
-                self.close()
-                return UNKNOWN
-        if status == 200 and _DIGEST.match(digest):
+    # -- the calls -----------------------------------------------------------------------------
+    def manifest_digest(
+        self, repository: str, reference: str, *, batch: Callable[[], Iterable[str]] | None = None
+    ) -> object:
+        """The digest (str), ``None`` for a 404, or :data:`UNKNOWN`.
+
+        ``batch`` lists other repositories a token request may cover at the same time, so a
+        workflow's images cost one token request per registry (as the full client's prefetch).
+        """
+
+        def head() -> str | None:
+            headers = {"Accept": MANIFEST_ACCEPT, **self._authorization(repository, batch)}
+            path = f"/v2/{repository}/manifests/{reference}"
+            reply = self._send("HEAD", self._known_endpoint().base_url + path, headers, keep={200, 404})
+            if reply.status == 404:
+                return None
+            digest = (reply.headers.get("Docker-Content-Digest") or "").strip()
+            if not DIGEST.match(digest):
+                raise _Unclean()
             return digest
-        if status == 404:
-            return None
-        return UNKNOWN
 
-    def _connect(self, base_url: str) -> http.client.HTTPConnection | None:
-        if self._connection is not None:
-            return self._connection
-        parts = urlsplit(base_url)
-        if parts.hostname is None:
-            return None
-        if parts.scheme == "https":
-            context = context_for(DOCKER_CERTS_DIR, self.api_host, self._ca_file)
-            self._connection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=self._timeout, context=context
+        return self._call(head)
+
+    def manifest(self, repository: str, reference: str) -> object:
+        """The manifest (:class:`~._auth.Manifest`), or :data:`UNKNOWN` (a 404 too: the full client explains it)."""
+
+        def get() -> Manifest:
+            from ._auth import MANIFEST_BODY_CAP, json_object, read_manifest
+
+            path = f"/v2/{repository}/manifests/{reference}"
+            reply = self._get(repository, path, {"Accept": MANIFEST_ACCEPT}, MANIFEST_BODY_CAP)
+            document = json_object(reply.body)
+            if document is None:
+                raise _Unclean()
+            return read_manifest(
+                reply.body,
+                document,
+                host=self.host,
+                repository=repository,
+                reference=reference,
+                content_type=reply.headers.get("Content-Type") or "",
+                digest_header=reply.headers.get("Docker-Content-Digest") or "",
             )
-        elif parts.scheme == "http" and self._insecure:
-            self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self._timeout)
-        return self._connection
+
+        return self._call(get)
+
+    def blob_json(self, repository: str, digest: str) -> object:
+        """A small JSON blob (an image config) checked against its digest, or :data:`UNKNOWN`."""
+
+        def get() -> dict[str, Any]:
+            from ._auth import BLOB_JSON_CAP, content_matches, json_object
+
+            reply = self._get(repository, f"/v2/{repository}/blobs/{digest}", {}, BLOB_JSON_CAP)
+            document = json_object(reply.body)
+            if document is None or not content_matches(reply.body, digest):
+                raise _Unclean()
+            return document
+
+        return self._call(get)
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        with self._guard:
+            connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            connection.close()
+
+    def _call(self, work: Callable[[], _T]) -> _T | object:
+        """Run one call under the budget; whatever goes wrong is :data:`UNKNOWN`, never an exception."""
+        with self._lock:
+            with self._guard:
+                self._expired = False
+            self._at = time.monotonic() + self._budget
+            timer = threading.Timer(self._budget, self._expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                return work()
+            except Exception:  # the full client answers (and explains) whatever this path does not judge
+                self.close()
+                return UNKNOWN
+            finally:
+                timer.cancel()
+                timer.join()
+                if self._expired:
+                    self.close()  # the next call starts on fresh connections
+
+    def _expire(self) -> None:
+        """The budget is spent: shut the sockets, so a read blocked on a dripping server returns now."""
+        with self._guard:
+            self._expired = True
+            sockets = [c.sock for c in self._connections.values() if c.sock is not None]
+        for sock in sockets:
+            with suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the OS socket under any TLS layer
+
+    # -- the registry's endpoint and credentials ---------------------------------------------------
+    def _known_endpoint(self) -> Endpoint:
+        """What an earlier process remembered (the full client's rules for using it), else ``GET /v2/``."""
+        if self._endpoint is None:
+            self._endpoint = self._cache.usable_endpoint(insecure=self._insecure) or self._ping()
+        return self._endpoint
+
+    def _ping(self) -> Endpoint:
+        """``GET /v2/``: https, then plain http where the full client would fall back to it; the challenge is kept."""
+        from ._auth import read_challenge
+
+        schemes = ("https", "http") if self._insecure else ("https",)
+        for scheme in schemes:
+            base = f"{scheme}://{self.api_host}"
+            try:
+                reply = self._send("GET", base + "/v2/", {}, keep={200, 401})
+            except (OSError, http.client.HTTPException):
+                if scheme == schemes[-1]:
+                    raise
+                continue  # a plain-HTTP registry refuses the TLS handshake
+            if reply.status == 200:
+                return Endpoint(base, "none", {})  # open: pinged each run, as the full client does
+            header = ", ".join(reply.headers.get_all("WWW-Authenticate") or [])  # joined like httpx joins them
+            challenge = read_challenge(header, host=self.host)
+            if challenge is None or challenge.scheme not in ("basic", "bearer"):
+                raise _Unclean()
+            if challenge.scheme == "bearer":
+                self._realm(challenge, base)  # a realm the full client would refuse is not remembered either
+            self._cache.remember_endpoint(base, challenge.scheme, challenge.params)
+            return Endpoint(base, challenge.scheme, challenge.params)
+        raise _Unclean()
+
+    def _realm(self, challenge: Challenge, base_url: str) -> Realm:
+        from ._auth import token_realm
+
+        sender = self._credential.username if self._credential is not None else None
+        return token_realm(
+            challenge, host=self.host, base_url=base_url, sender=sender, declared_insecure=self._declared_insecure
+        )
+
+    def _authorization(self, repository: str, batch: Callable[[], Iterable[str]] | None) -> dict[str, str]:
+        endpoint = self._known_endpoint()
+        if endpoint.scheme == "none":
+            return {}
+        if endpoint.scheme == "basic":
+            if self._credential is None or self._credential.identity_token:
+                raise _Unclean()
+            return self._basic()
+        wanted = repository_scope(repository, ("pull",))
+        found = self._cache.find(scope_atoms([wanted]))
+        token = found.value if found is not None else self._fetch_token(endpoint, wanted, batch)
+        return {"Authorization": f"Bearer {token}"}
+
+    def _fetch_token(self, endpoint: Endpoint, wanted: str, batch: Callable[[], Iterable[str]] | None) -> str:
+        """A pull token for ``wanted`` (and the batch's repositories not yet covered), kept in the shared cache."""
+        from ._auth import TOKEN_BODY_CAP, Challenge, covered, parse_token_response, scope_batches
+
+        credential = self._credential
+        if credential is not None and credential.identity_token:
+            raise _Unclean()  # an OAuth2 refresh token is exchanged by the full client's form POST
+        realm = urlsplit(self._realm(Challenge(endpoint.scheme, endpoint.params), endpoint.base_url).url)
+        others = [repository_scope(r, ("pull",)) for r in (batch() if batch is not None else ())]
+        scopes = [s for s in dict.fromkeys([wanted, *others]) if s == wanted or not self._covered(s)]
+        scopes = scope_batches(scopes)[0]
+        params = urlencode([("service", endpoint.params.get("service", "")), *(("scope", s) for s in scopes)])
+        query = "&".join(q for q in (realm.query, params) if q)
+        url = urlunsplit((realm.scheme, realm.netloc, realm.path or "/", query, ""))
+        headers = self._basic() if credential is not None else {}  # anonymous tokens, as for public repositories
+        reply = self._send("GET", url, headers, keep={200}, cap=TOKEN_BODY_CAP)
+        grant = parse_token_response(reply.body)
+        atoms = covered(grant.token, scope_atoms(scopes))
+        self._cache.add(grant.token, atoms, grant.lifetime)
+        if not scope_atoms([wanted]) <= atoms:
+            raise _Unclean()  # granted less than this check needs: the full client asks and says so
+        return grant.token
+
+    def _basic(self) -> dict[str, str]:
+        assert self._credential is not None
+        secret = self._credential.password.get_secret_value()
+        return {"Authorization": f"Basic {encode_basic(self._credential.username, secret)}"}
+
+    def _covered(self, wanted: str) -> bool:
+        return self._cache.find(scope_atoms([wanted])) is not None
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    def _get(self, repository: str, path: str, headers: dict[str, str], cap: int) -> _Reply:
+        """A GET of the registry's, following one redirect (object storage) without our credentials elsewhere."""
+        headers = {**headers, **self._authorization(repository, None)}
+        url = self._known_endpoint().base_url + path
+        reply = self._send("GET", url, headers, keep={200, *_REDIRECTS}, cap=cap)
+        if reply.status == 200:
+            return reply
+        target = self._redirect(url, reply.headers.get("Location") or "")
+        if _origin(target) != _origin(url):
+            headers.pop("Authorization", None)  # credentials stay with the origin they were meant for
+        return self._send("GET", target, headers, keep={200}, cap=cap)
+
+    def _redirect(self, current: str, location: str) -> str:
+        """Where a redirect may lead: https, or plain http on the same loopback host as an insecure registry."""
+        if not location.strip():
+            raise _Unclean()
+        target = urljoin(current, location.strip())
+        parts, here = urlsplit(target), urlsplit(current)
+        if parts.scheme == "https" and parts.hostname:
+            return target
+        same_host = parts.hostname is not None and parts.hostname == here.hostname
+        if parts.scheme == "http" and here.scheme == "http" and same_host and is_loopback(self.host):
+            return target
+        raise _Unclean()
+
+    def _send(self, method: str, url: str, headers: dict[str, str], *, keep: set[int], cap: int = 0) -> _Reply:
+        """One request; a status outside ``keep`` is unclean. A 200's body is read up to ``cap``, others' to 64 KiB."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "", parts.port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": _USER_AGENT, **headers}
+        connection = self._connection(key)
+        left = self._at - time.monotonic()
+        if left <= 0:
+            raise _Unclean()
+        connection.timeout = left
+        if connection.sock is not None:
+            connection.sock.settimeout(left)
+        try:
+            connection.request(method, target, headers=headers)
+            response = connection.getresponse()
+        except BaseException:
+            self._drop(key)  # a kept-alive connection the server closed too: the full client tries again
+            raise
+        try:
+            if response.status not in keep:
+                raise _Unclean()
+            body = b""
+            if method != "HEAD":
+                from ._auth import ERROR_BODY_CAP
+
+                limit = cap if response.status == 200 else ERROR_BODY_CAP
+                encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+                if response.status == 200 and encoding != "identity":
+                    raise _Unclean()  # http.client does not decode: an encoded body is the full client's
+                if response.length is not None and response.length > limit:
+                    raise _Unclean()
+                body = response.read(limit + 1)
+                if len(body) > limit or not response.isclosed():
+                    raise _Unclean()
+            else:
+                response.read()
+        except BaseException:
+            self._drop(key)
+            raise
+        return _Reply(response.status, response.headers, body)
+
+    def _connection(self, key: tuple[str, str, int | None]) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        with self._guard:
+            if self._expired:
+                raise _Unclean()
+            connection = self._connections.get(key)
+            if connection is not None:
+                return connection
+            if not host or scheme not in ("http", "https") or _proxied(scheme, host):
+                raise _Unclean()
+            if scheme == "https":
+                context = context_for(DOCKER_CERTS_DIR, self.api_host, self._ca_file)
+                connection = http.client.HTTPSConnection(host, port, timeout=self._budget, context=context)
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=self._budget)
+            self._connections[key] = connection
+            return connection
+
+    def _drop(self, key: tuple[str, str, int | None]) -> None:
+        with self._guard:
+            connection = self._connections.pop(key, None)
+        if connection is not None:
+            connection.close()
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port

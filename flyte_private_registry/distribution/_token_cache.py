@@ -64,6 +64,11 @@ def disk_cache_enabled() -> bool:
     return os.environ.get(ENV_TOKEN_CACHE, "1").strip().lower() not in _OFF
 
 
+def repository_scope(repository: str, actions: Iterable[str]) -> str:
+    """``repository:NAME:pull,push``: what a token is asked for (:func:`scope_atoms` reads it back)."""
+    return f"repository:{repository}:{','.join(actions)}"
+
+
 def scope_atoms(scopes: Iterable[str]) -> frozenset[str]:
     """``repository:a/b:pull,push`` -> ``{repository:a/b:pull, repository:a/b:push}``: what a token must cover."""
     atoms: set[str] = set()
@@ -199,6 +204,19 @@ class TokenCache:
         with self._lock:
             self._load()
             return self._endpoint
+
+    def usable_endpoint(self, *, insecure: bool) -> Endpoint | None:
+        """The remembered endpoint, if a client may skip ``GET /v2/`` with it.
+
+        Plain HTTP only where that client may fall back to it (``insecure``), and a Bearer
+        challenge only with a realm to ask for tokens.
+        """
+        found = self.endpoint()
+        if found is None or (found.base_url.startswith("http://") and not insecure):
+            return None
+        if found.scheme == "bearer" and not found.params.get("realm"):
+            return None
+        return found
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, value: str, atoms: frozenset[str], lifetime: float) -> CachedToken:

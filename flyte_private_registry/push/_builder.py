@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,6 +28,7 @@ from .._errors import PushVerificationError
 if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
     from ..credentials import Credential, Resolution
+    from ..distribution._quick import QuickChecker
 
 BUILDER_NAME = "private-registry"
 #: Above every builder flytekit and its plugins register (default 1, envd 5, union 10).
@@ -49,25 +51,30 @@ class _Session:
     prepared: set[str] = field(default_factory=set)
     prefetched: bool = False
     _client: Any = None
-    _quick: Any = None
+    _quick: QuickChecker | None = None
 
     @property
     def client(self) -> Any:
-        """The full registry client, made on first use (importing httpx costs more than a remembered HEAD)."""
+        """The full registry client, made on first use (importing httpx costs more than a whole stdlib check)."""
         if self._client is None:
             self._client = self.registry.client(actions=("pull", "push"), resolution=self.resolution)
+            if self._quick is not None:
+                self._quick.close()
         return self._client
 
-    def quick_digest(self, repository: str, reference: str) -> object:
-        """A digest, ``None`` (404), or ``UNKNOWN``: one HEAD with a remembered endpoint and token, stdlib only."""
-        from ..distribution._quick import QuickChecker
-
+    @property
+    def quick(self) -> QuickChecker | None:
+        """The stdlib path (``distribution/_quick.py``) until the full client is made: then httpx is paid for."""
+        if self._client is not None:
+            return None
         if self._quick is None:
+            from ..distribution._quick import QuickChecker
+
             registry = self.registry
             self._quick = QuickChecker(
                 registry.host, self.credential, insecure=registry.insecure, ca_file=registry.ca_file
             )
-        return self._quick.manifest_digest(repository, reference)
+        return self._quick
 
     @property
     def credential(self) -> Credential | None:
@@ -157,6 +164,24 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         with suppress(FlytePrivateRegistryError):  # each check then asks alone and reports its own error
             session.client.prefetch_tokens(visible_repositories(session.registry, spec))
 
+    def _digest(self, session: _Session, repository: str, reference: str, spec: ImageSpec | None = None) -> str | None:
+        """The existence check: the stdlib path first, the full client for any answer it does not judge.
+
+        With ``spec``, a token request covers every repository of the registry flytekit has loaded.
+        """
+        from ._visible import visible_repositories
+
+        quick = session.quick
+        if quick is not None:
+            batch = partial(visible_repositories, session.registry, spec) if spec is not None else None
+            digest = quick.manifest_digest(repository, reference, batch=batch)  # listed only if a token is fetched
+            if digest is None or isinstance(digest, str):
+                return digest
+        if spec is not None:
+            self._prefetch(session, spec)
+        with self._explained(session):
+            return session.client.manifest_digest(repository, reference)
+
     def login(self, session: _Session, repository: str) -> None:
         """Fail fast: prove the credential can push to ``repository`` before anything is built."""
         if repository in session.checked:
@@ -186,8 +211,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             return None
         registry, repository, reference = base
         session = self.session(registry)
-        with self._explained(session):
-            digest = session.client.manifest_digest(repository, reference)
+        digest = self._digest(session, repository, reference)
         if digest is None and "@" in spec.base_image:  # a pinned base (an ImageSpec base is pinned too)
             raise gone(spec.base_image, reference, registry.registry)
         if digest is None:
@@ -215,13 +239,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         _, repository, tag = _split(image)
         session = self.session(target)
         self._check_base_image(image_spec)
-        from ..distribution._quick import UNKNOWN
-
-        digest = session.quick_digest(repository, tag)
-        if digest is UNKNOWN:  # nothing remembered, or an answer only the full client may judge
-            self._prefetch(session, image_spec)
-            with self._explained(session):
-                digest = session.client.manifest_digest(repository, tag)
+        digest = self._digest(session, repository, tag, image_spec)
         force = getattr(image_spec, "_is_force_push", False)
         if digest is not None and not force:
             _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
@@ -308,7 +326,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             digest = found.digest
         wanted = wanted_platforms(session.registry, image_spec)
         with self._explained(session):
-            check_platforms(lambda: session.client, image, repository, digest, wanted)
+            check_platforms(lambda: session.client, image, repository, digest, wanted, quick=session.quick)
         if not pin_wanted(session.registry, image_spec):
             forget(image_spec)
             return image

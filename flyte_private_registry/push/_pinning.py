@@ -36,6 +36,8 @@ from ..distribution._private_dir import PrivateDir, user_cache_dir
 if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
     from ..distribution import RegistryClient
+    from ..distribution._auth import Manifest
+    from ..distribution._quick import QuickChecker
 
 ENV_PIN = "FLYTE_PRIVATE_REGISTRY_PIN_DIGEST"
 #: ``ImageSpec(builder_options={...})`` keys read here (ImageSpec has no free field of its own).
@@ -184,11 +186,16 @@ def gone(image: str, digest: str, host: str) -> RegistryError:
 
 
 def platforms_of(
-    client: Callable[[], RegistryClient], image: str, repository: str, digest: str
+    client: Callable[[], RegistryClient],
+    image: str,
+    repository: str,
+    digest: str,
+    quick: QuickChecker | None = None,
 ) -> tuple[Platform, ...]:
     """The platforms manifest ``digest`` serves: an index's entries, or a single manifest's config blob.
 
-    ``client`` is called only on a cache miss, so a cached answer never imports httpx.
+    A cached answer makes no request; otherwise ``quick`` (the stdlib path) reads the manifest and
+    config, and ``client`` is called only when it cannot: a first run stays without httpx.
     """
     with _platforms_lock:
         cached = _platforms.get(digest)
@@ -198,28 +205,9 @@ def platforms_of(
         with _platforms_lock:
             _platforms[digest] = cached
         return cached
-    registry = client()
-    manifest = registry.manifest(repository, digest)
-    if manifest is None:
-        raise gone(image, digest, registry.host)
-    found: list[Platform] = []
-    if manifest.is_index:
-        for entry in manifest.document.get("manifests") or []:
-            platform = Platform.from_json(entry.get("platform") or {}) if isinstance(entry, dict) else None
-            if platform is not None and not platform.unknown:  # buildx attestations say unknown/unknown
-                found.append(platform)
-    else:
-        config = manifest.document.get("config")
-        config_digest = config.get("digest") if isinstance(config, dict) else None
-        if not isinstance(config_digest, str):
-            raise RegistryError(
-                f"image {unpinned(image)}@{digest} in {registry.host}: the manifest names no config blob "
-                f"(media type {manifest.media_type or 'unknown'}), so its platform cannot be read",
-                host=registry.host,
-            )
-        platform = Platform.from_json(registry.blob_json(repository, config_digest))
-        if platform is not None:
-            found.append(platform)
+    found = _quick_platforms(quick, repository, digest) if quick is not None else None
+    if found is None:
+        found = _full_platforms(client(), image, repository, digest)
     result = tuple(dict.fromkeys(found))
     with _platforms_lock:
         _platforms[digest] = result
@@ -227,13 +215,68 @@ def platforms_of(
     return result
 
 
+def _index_platforms(manifest: Manifest) -> list[Platform]:
+    found = []
+    for entry in manifest.document.get("manifests") or []:
+        platform = Platform.from_json(entry.get("platform") or {}) if isinstance(entry, dict) else None
+        if platform is not None and not platform.unknown:  # buildx attestations say unknown/unknown
+            found.append(platform)
+    return found
+
+
+def _config_digest(manifest: Manifest) -> str | None:
+    config = manifest.document.get("config")
+    config_digest = config.get("digest") if isinstance(config, dict) else None
+    return config_digest if isinstance(config_digest, str) else None
+
+
+def _quick_platforms(quick: QuickChecker, repository: str, digest: str) -> list[Platform] | None:
+    """The stdlib path's answer; ``None`` for anything it cannot read cleanly (the full client then explains)."""
+    from ..distribution._auth import Manifest
+
+    manifest = quick.manifest(repository, digest)
+    if not isinstance(manifest, Manifest):
+        return None
+    if manifest.is_index:
+        return _index_platforms(manifest)
+    config_digest = _config_digest(manifest)
+    config = quick.blob_json(repository, config_digest) if config_digest is not None else None
+    if not isinstance(config, dict):
+        return None
+    platform = Platform.from_json(config)
+    return [platform] if platform is not None else []
+
+
+def _full_platforms(registry: RegistryClient, image: str, repository: str, digest: str) -> list[Platform]:
+    manifest = registry.manifest(repository, digest)
+    if manifest is None:
+        raise gone(image, digest, registry.host)
+    if manifest.is_index:
+        return _index_platforms(manifest)
+    config_digest = _config_digest(manifest)
+    if config_digest is None:
+        raise RegistryError(
+            f"image {unpinned(image)}@{digest} in {registry.host}: the manifest names no config blob "
+            f"(media type {manifest.media_type or 'unknown'}), so its platform cannot be read",
+            host=registry.host,
+        )
+    platform = Platform.from_json(registry.blob_json(repository, config_digest))
+    return [platform] if platform is not None else []
+
+
 def check_platforms(
-    client: Callable[[], RegistryClient], image: str, repository: str, digest: str, wanted: tuple[Platform, ...]
+    client: Callable[[], RegistryClient],
+    image: str,
+    repository: str,
+    digest: str,
+    wanted: tuple[Platform, ...],
+    *,
+    quick: QuickChecker | None = None,
 ) -> tuple[Platform, ...]:
     """Raise unless every ``wanted`` platform is served by ``digest``; returns the platforms found."""
     if not wanted:
         return ()
-    found = platforms_of(client, image, repository, digest)
+    found = platforms_of(client, image, repository, digest, quick)
     missing = [w for w in wanted if not any(w.satisfied_by(f) for f in found)]
     if missing:
         listed = ", ".join(map(str, found)) or "none that it names"

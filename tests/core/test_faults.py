@@ -35,13 +35,8 @@ from flyte_private_registry import (
 )
 from flyte_private_registry.cli._common import EXIT_UNREACHABLE, exit_code_for
 from flyte_private_registry.credentials import Credential
-from flyte_private_registry.distribution._client import (
-    Challenge,
-    TokenGrant,
-    _granted_actions,
-    _server_message,
-    parse_token_response,
-)
+from flyte_private_registry.distribution._auth import Challenge, TokenGrant, granted_actions, parse_token_response
+from flyte_private_registry.distribution._client import _server_message
 from flyte_private_registry.distribution._retry import parse_retry_after
 
 CLI = str(Path(sys.executable).with_name("flyte-private-registry"))
@@ -422,7 +417,7 @@ def test_token_response_parser_only_raises_registry_error(body):
 def test_server_message_and_claims_never_raise(body, content_type):
     assert isinstance(_server_message(body, content_type), str)
     payload = base64.urlsafe_b64encode(body).decode().rstrip("=")
-    granted = _granted_actions(f"h.{payload}.s", "team/app")
+    granted = granted_actions(f"h.{payload}.s", "team/app")
     assert granted is None or isinstance(granted, frozenset)
 
 

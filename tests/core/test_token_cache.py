@@ -285,11 +285,11 @@ def test_the_quick_path_answers_from_the_cache_without_httpx(token_registry, tok
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    assert quick() == ["UNKNOWN"] * 4 + [False]  # nothing remembered yet: the full client must answer
+    # the full client remembers the endpoint and a token (a cold quick path: tests/core/test_quick.py) ...
     with RegistryClient(token_registry.host, _cred("alice", registry_users.alice_password), ca_file=ca.ca_file) as c:
         c.check_many(pairs)
     token_server.clear_requests()
     log = _Log(token_registry)
-    assert quick() == [*(digest for _, _, digest in images), None, False]
+    assert quick() == [*(digest for _, _, digest in images), None, False]  # ... the quick path reads them
     assert token_server.requests == []
     assert [m for m, _, _ in log.requests()] == ["HEAD"] * 4

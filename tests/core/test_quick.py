@@ -1,0 +1,441 @@
+"""The stdlib quick path (distribution/_quick.py): first and later checks without httpx, on the real rig.
+
+Counts come from the services themselves: the token server records every token request, the
+registry's access log every ping, HEAD and GET. Checks run in fresh Python processes, as
+``pyflyte`` does (``$XDG_CACHE_HOME`` is per test, tests/conftest.py). Whatever the quick path
+does not judge must come back UNKNOWN, fast, and leave the full client's outcome as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import push_oci_manifest
+from pydantic import SecretStr
+from rig import CertificateAuthority, FaultRegistry, Registry
+
+from flyte_private_registry import FlytePrivateRegistryError, RegistryClient, RetryPolicy
+from flyte_private_registry.credentials import Credential
+from flyte_private_registry.distribution._auth import BLOB_JSON_CAP, Manifest
+from flyte_private_registry.distribution._quick import UNKNOWN, QuickChecker
+
+pytestmark = pytest.mark.integration
+
+_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>/v2/[^ ]*) HTTP/1\.1" (?P<status>\d{3})')
+
+# What pyflyte does: a workflow module's tasks (flytekit knows every ImageSpec), then one check per spec.
+_BUILDER = textwrap.dedent(
+    """
+    import json, os, sys
+    import flytekit
+    from flytekit import task
+    from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec
+
+    prefix, ca_file, names = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])
+    specs = [ImageSpec(name=name, registry=prefix, tag_format="v1") for name in names]
+    for i, spec in enumerate(specs):
+        def fn(x: int) -> int:
+            return x
+        fn.__name__ = fn.__qualname__ = f"t{i}"
+        task(container_image=spec)(fn)
+    from flyte_private_registry import PrivateRegistry
+    PrivateRegistry(prefix, username="alice", password_env="CHECK_PASSWORD", ca_file=ca_file)
+    builder = ImageBuildEngine.get_registry()["private-registry"][0]
+    built = [builder.should_build(spec) for spec in specs]
+    images = [spec.image_name() for spec in specs]
+    rules = "flyte_private_registry.distribution._auth" in sys.modules  # what only a first run needs
+    print(json.dumps({"built": built, "images": images, "httpx": "httpx" in sys.modules, "rules": rules}))
+    """
+)
+_QUICK = textwrap.dedent(
+    """
+    import json, os, sys
+    from pydantic import SecretStr
+    from flyte_private_registry.credentials import Credential
+    from flyte_private_registry.distribution._quick import UNKNOWN, QuickChecker
+
+    host, ca_file, images = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])
+    credential = Credential("alice", SecretStr(os.environ["CHECK_PASSWORD"]), source="env CHECK_PASSWORD")
+    checker = QuickChecker(host, credential, ca_file=ca_file)
+    answers = [checker.manifest_digest(repository, tag) for repository, tag in images]
+    print(json.dumps({"answers": ["UNKNOWN" if a is UNKNOWN else a for a in answers], "httpx": "httpx" in sys.modules}))
+    """
+)
+
+
+def _cred(password: str) -> Credential:
+    return Credential("alice", SecretStr(password), source="test")
+
+
+def _run(where: Path, script: str, password: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` in a fresh process (from a file: flytekit reads a task's source); its JSON line."""
+    probe = where / f"probe-{hashlib.sha256(script.encode()).hexdigest()[:8]}.py"
+    probe.write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(probe), *args],
+        env={**os.environ, "CHECK_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert password not in done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _forget_everything() -> None:
+    """A first ``pyflyte`` run: no token, endpoint or platform remembered (the seeding push left some)."""
+    shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]) / "flyte-private-registry", ignore_errors=True)
+
+
+class _Log:
+    """(method, path, status) of the registry's v2 requests from now on."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.path, self.offset = registry.log_path, registry.log_path.stat().st_size
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        time.sleep(0.3)  # the access log is written as each answer goes out
+        text = self.path.read_bytes()[self.offset :].decode("utf-8", "replace")
+        return [(m["method"], m["path"], int(m["status"])) for m in _ACCESS.finditer(text)]
+
+    def count(self, method: str, kind: str) -> int:
+        """``kind``: ``ping``, ``manifests`` or ``blobs``."""
+        if kind == "ping":
+            return sum(m == method and p == "/v2/" for m, p, _ in self.requests())
+        return sum(m == method and f"/{kind}/" in p for m, p, _ in self.requests())
+
+
+# -- cold and warm, through the builder ------------------------------------------------------------
+def test_a_first_check_is_one_ping_one_token_one_head_per_image_without_httpx(
+    token_registry, token_server, registry_users, ca, tmp_path
+):
+    """Three images of one registry, cold: one ping, one token (all three scopes), three HEADs, stdlib only."""
+    password = registry_users.alice_password
+    run = uuid.uuid4().hex[:8]
+    names = [f"quick-{run}-{i}" for i in range(3)]
+    digests = [push_oci_manifest(token_registry, _cred(password), ca.ca_file, f"team/{n}", "v1") for n in names]
+    _forget_everything()
+    prefix = f"{token_registry.host}/team"
+
+    token_server.clear_requests()
+    log = _Log(token_registry)
+    cold = _run(tmp_path, _BUILDER, password, prefix, str(ca.ca_file), json.dumps(names))
+    assert cold["built"] == [False] * 3
+    assert cold["images"] == [f"{prefix}/{n}:v1@{d}" for n, d in zip(names, digests, strict=True)]
+    assert cold["httpx"] is False and cold["rules"] is True
+    tokens = token_server.requests_by("alice")
+    assert len(tokens) == 1 and sorted(tokens[0].scopes) == sorted(f"repository:team/{n}:pull" for n in names)
+    assert log.count("GET", "ping") == 1 and log.count("HEAD", "manifests") == 3
+    # the platform check of the (one, shared) digest: its manifest and config blob, read once
+    assert log.count("GET", "manifests") == 1 and log.count("GET", "blobs") == 1
+
+    token_server.clear_requests()
+    log = _Log(token_registry)
+    warm = _run(tmp_path, _BUILDER, password, prefix, str(ca.ca_file), json.dumps(names))
+    assert warm == {**cold, "rules": False}  # a warm HEAD loads neither httpx nor the challenge rules
+    assert token_server.requests == []
+    assert [(m, p) for m, p, _ in log.requests()] == [("HEAD", f"/v2/team/{n}/manifests/v1") for n in names]
+
+    # what the quick path stored is what the full client reads: no ping, no token either
+    token_server.clear_requests()
+    log = _Log(token_registry)
+    with RegistryClient(token_registry.host, _cred(password), ca_file=ca.ca_file) as client:
+        assert client.manifest_digest(f"team/{names[0]}", "v1") == digests[0]
+    assert token_server.requests == [] and [m for m, _, _ in log.requests()] == ["HEAD"]
+
+
+def test_a_missing_image_is_a_404_without_httpx(token_registry, token_server, registry_users, ca, tmp_path):
+    token_server.clear_requests()
+    log = _Log(token_registry)
+    repository = f"never-{uuid.uuid4().hex[:8]}/app"
+    found = _run(
+        tmp_path,
+        _QUICK,
+        registry_users.alice_password,
+        token_registry.host,
+        str(ca.ca_file),
+        json.dumps([[repository, "v1"]]),
+    )
+    assert found == {"answers": [None], "httpx": False}
+    assert len(token_server.requests_by("alice")) == 1
+    assert [(m, s) for m, _, s in log.requests()] == [("GET", 401), ("HEAD", 404)]
+
+
+def test_a_basic_registry_first_and_next_run(basic_registry, registry_users, tmp_path):
+    """Plain HTTP on loopback (https refused first, as the full client tries it), htpasswd Basic auth."""
+    password = registry_users.alice_password
+    name = f"quick-basic-{uuid.uuid4().hex[:8]}"
+    digest = push_oci_manifest(basic_registry, _cred(password), None, f"team/{name}", "v1")
+    _forget_everything()
+    prefix = f"{basic_registry.host}/team"
+
+    log = _Log(basic_registry)
+    cold = _run(tmp_path, _BUILDER, password, prefix, "", json.dumps([name]))
+    assert cold == {"built": [False], "images": [f"{prefix}/{name}:v1@{digest}"], "httpx": False, "rules": True}
+    assert [(m, s) for m, _, s in log.requests()] == [("GET", 401), ("HEAD", 200), ("GET", 200), ("GET", 200)]
+
+    log = _Log(basic_registry)
+    assert _run(tmp_path, _BUILDER, password, prefix, "", json.dumps([name])) == {**cold, "rules": False}
+    assert [(m, s) for m, _, s in log.requests()] == [("HEAD", 200)]
+
+
+# -- every fault: UNKNOWN, fast, and the full client ends as it did without the quick path ----------
+FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.5, deadline=3.0)
+BUDGET = 1.5
+DIGEST = "sha256:" + "ab" * 32
+TOKEN = "tok-" + "7a" * 16
+FAULT_CASES: list[tuple[str, dict[str, Any], object]] = [
+    ("ok-basic", {"fault": "ok"}, DIGEST),
+    ("ok-bearer", {"fault": "ok", "auth": "bearer"}, DIGEST),
+    ("5xx", {"fault": "5xx-then-ok", "times": 1}, UNKNOWN),
+    ("429", {"fault": "429-then-ok", "times": 1, "retry_after": "0"}, UNKNOWN),
+    ("reset", {"fault": "reset", "times": 1}, UNKNOWN),
+    ("503-forever", {"fault": "503-forever"}, UNKNOWN),
+    ("reset-forever", {"fault": "reset-forever"}, UNKNOWN),
+    ("drip", {"fault": "drip", "drip_interval": 0.5}, UNKNOWN),
+    ("drip-token", {"fault": "drip-token", "auth": "bearer", "drip_interval": 0.5}, UNKNOWN),
+    ("huge-401", {"fault": "huge"}, UNKNOWN),
+    ("huge-token", {"fault": "huge", "auth": "bearer"}, UNKNOWN),
+    ("bad-gzip-token", {"fault": "bad-gzip", "auth": "bearer"}, UNKNOWN),
+    ("redirect-loop", {"fault": "redirect-loop"}, UNKNOWN),
+    ("no-challenge", {"fault": "no-challenge"}, UNKNOWN),
+    *[
+        (f"challenge {c!r}", {"fault": "challenge", "challenge": c}, UNKNOWN)
+        for c in ['Bearer realm="unterminated', "Bearer", 'Bearer realm="a",realm="b"', "Negotiate", "N a", "\x00\x01"]
+    ],
+    *[
+        (f"realm {r!r}", {"fault": "challenge", "challenge": f'Bearer realm="{r}",service="x"'}, UNKNOWN)
+        for r in ["http://[::1", "ftp://h/token", "/relative"]
+    ],
+    *[
+        (f"token {b[:10]!r}", {"fault": "token-body", "auth": "bearer", "token_body": b}, UNKNOWN)
+        for b in [b"[]", b"{}", b'{"token": 5}', b'{"token": ""}', b'{"token": "a b"}', b"[" * 100_000]
+    ],
+    (
+        "odd expires_in",
+        {"fault": "token-body", "auth": "bearer", "token_body": b'{"token":"%s","expires_in":"x"}'},
+        DIGEST,
+    ),
+    ("echo-auth", {"fault": "echo-auth"}, UNKNOWN),
+    ("echo-auth-bearer", {"fault": "echo-auth", "auth": "bearer"}, UNKNOWN),
+    ("echo-bearer", {"fault": "echo-bearer", "auth": "bearer"}, UNKNOWN),
+]
+
+
+def _fault_registry(options: dict[str, Any], password: str, ca: CertificateAuthority | None = None) -> FaultRegistry:
+    options = dict(options)
+    if b"%s" in options.get("token_body", b""):
+        options["token_body"] = options["token_body"].replace(b"%s", TOKEN.encode())
+    return FaultRegistry("alice", password, token=TOKEN, ca=ca, **options)
+
+
+def _full(reg: FaultRegistry, password: str, **client: Any) -> object:
+    """What the builder's fallback answers: the full client's check, or the library error it raised."""
+    try:
+        with RegistryClient(reg.host, _cred(password), retry=FAST, timeout=1.5, **client) as full:
+            return full.manifest_digest("team/app", "v1")
+    except FlytePrivateRegistryError as err:
+        return err
+
+
+def _outcome(answer: object) -> tuple[str, Any]:
+    if isinstance(answer, FlytePrivateRegistryError):
+        return type(answer).__name__, getattr(answer, "status", None)
+    return "answer", answer
+
+
+@pytest.mark.parametrize(("options", "expected"), [c[1:] for c in FAULT_CASES], ids=[c[0] for c in FAULT_CASES])
+def test_every_fault_is_unknown_to_the_quick_path_and_ends_as_before(options, expected, canary_password):
+    with _fault_registry(options, canary_password) as alone:
+        before = _full(alone, canary_password)
+    with _fault_registry(options, canary_password) as reg:
+        started = time.monotonic()
+        quick = QuickChecker(reg.host, _cred(canary_password), timeout=BUDGET).manifest_digest("team/app", "v1")
+        elapsed = time.monotonic() - started
+        after = quick if quick is not UNKNOWN else _full(reg, canary_password)
+    assert quick is expected or quick == expected, quick
+    assert elapsed < BUDGET + 1.0, elapsed  # a dripping or huge answer cannot hold the builder
+    assert _outcome(after) == _outcome(before)
+
+
+def test_credentials_never_go_to_an_http_realm_of_an_https_registry(canary_password, tmp_path):
+    ca = CertificateAuthority(tmp_path / "ca")
+    with _fault_registry({"fault": "http-realm", "auth": "bearer"}, canary_password, ca) as reg:
+        checker = QuickChecker(reg.host, _cred(canary_password), ca_file=ca.ca_file, timeout=BUDGET)
+        assert checker.manifest_digest("team/app", "v1") is UNKNOWN
+        assert reg.requests(listener="plain") == []  # not even a connection with a header
+        declared = QuickChecker(reg.host, _cred(canary_password), ca_file=ca.ca_file, insecure=True)
+        assert declared.manifest_digest("team/app", "v1") == DIGEST  # the full client's rule: declared insecure
+        assert len(reg.requests("/token", listener="plain")) == 1
+
+
+def test_a_proxy_in_the_environment_is_left_to_httpx(canary_password, monkeypatch):
+    with _fault_registry({"fault": "ok"}, canary_password) as reg:
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("NO_PROXY", "")
+        assert QuickChecker(reg.host, _cred(canary_password)).manifest_digest("team/app", "v1") is UNKNOWN
+        assert reg.requests() == []
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert QuickChecker(reg.host, _cred(canary_password)).manifest_digest("team/app", "v1") == DIGEST
+
+
+# -- the platform check's GETs: one redirect, credentials only for the registry ----------------------
+CONFIG = b'{"architecture":"arm64","os":"linux","variant":"v8","rootfs":{"type":"layers","diff_ids":[]}}'
+CONFIG_DIGEST = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": CONFIG_DIGEST, "size": 1},
+        "layers": [],
+    }
+).encode()
+MANIFEST_DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+
+
+class _Stub:
+    """A registry or object store that answers ``routes[path]`` verbatim and records who sent credentials."""
+
+    def __init__(self, ca: CertificateAuthority | None) -> None:
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}  # Content-Length "" sends none
+        self.seen: list[tuple[str, str, bool]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                stub.seen.append((self.command, path, "Authorization" in self.headers))
+                status, headers, body = stub.routes.get(path, (404, {}, b""))
+                if path.startswith("/v2/") and self.headers.get("Authorization") != "Basic " + _basic():
+                    status, headers, body = 401, {"WWW-Authenticate": 'Basic realm="stub"'}, b""
+                self.send_response(status)
+                headers = {"Content-Length": str(len(body)), **headers}
+                if headers["Content-Length"] == "":  # no length: the body ends when the connection does
+                    del headers["Content-Length"]
+                    headers["Connection"] = "close"
+                    self.close_connection = True
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if ca is not None:
+            cert, key = ca.issue(["localhost"], ["127.0.0.1"])
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if ca is not None else "http"
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _basic() -> str:
+    import base64
+
+    return base64.b64encode(b"alice:stub-password").decode()
+
+
+@pytest.fixture
+def stubs(tmp_path):
+    """``make(tls)``: stub servers, the TLS ones with certificates from one CA (``make.ca``)."""
+    made: list[_Stub] = []
+    ca = CertificateAuthority(tmp_path / "ca")
+
+    def make(tls: bool) -> _Stub:
+        made.append(_Stub(ca if tls else None))
+        return made[-1]
+
+    make.ca = ca
+    yield make
+    for stub in made:
+        stub.close()
+
+
+def _serve_image(registry: _Stub, blob_location: str) -> None:
+    registry.routes[f"/v2/team/app/manifests/{MANIFEST_DIGEST}"] = (
+        200,
+        {"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Docker-Content-Digest": MANIFEST_DIGEST},
+        MANIFEST,
+    )
+    registry.routes[f"/v2/team/app/blobs/{CONFIG_DIGEST}"] = (307, {"Location": blob_location}, b"")
+
+
+@pytest.mark.parametrize(
+    ("registry_scheme", "storage_scheme", "storage_name", "storage_answer", "ok"),
+    [
+        ("https", "https", "127.0.0.1", (200, {}, CONFIG), True),
+        ("http", "http", "127.0.0.1", (200, {}, CONFIG), True),  # an insecure loopback registry's own host
+        ("https", "https", "127.0.0.1", (200, {}, CONFIG + b" "), False),  # not the content the digest names
+        ("https", "https", "127.0.0.1", (302, {"Location": "/again"}, b""), False),  # a second redirect
+        ("https", "https", "127.0.0.1", (200, {"Content-Length": str(5 << 20)}, b""), False),  # too big for a config
+        ("https", "https", "127.0.0.1", (200, {"Content-Encoding": "gzip"}, CONFIG), False),
+        ("https", "http", "127.0.0.1", (200, {}, CONFIG), False),  # plain http from an https registry
+        ("http", "http", "localhost", (200, {}, CONFIG), False),  # plain http to another host name
+    ],
+)
+def test_the_config_blob_follows_one_redirect_without_our_credentials(
+    stubs, registry_scheme, storage_scheme, storage_name, storage_answer, ok
+):
+    registry, storage = stubs(registry_scheme == "https"), stubs(storage_scheme == "https")
+    location = f"{storage_scheme}://{storage.host.replace('127.0.0.1', storage_name)}/bucket/blob?signature=s3cr3t"
+    _serve_image(registry, location)
+    storage.routes["/bucket/blob"] = storage_answer
+    ca_file = stubs.ca.ca_file if registry_scheme == "https" else None
+    checker = QuickChecker(registry.host, Credential("alice", SecretStr("stub-password"), source="t"), ca_file=ca_file)
+
+    manifest = checker.manifest("team/app", MANIFEST_DIGEST)
+    assert isinstance(manifest, Manifest) and not manifest.is_index
+    assert manifest.document["config"]["digest"] == CONFIG_DIGEST
+    config = checker.blob_json("team/app", CONFIG_DIGEST)
+    assert config == json.loads(CONFIG) if ok else config is UNKNOWN
+    assert [auth for method, path, auth in registry.seen if path != "/v2/"] == [True, True]  # manifest, blob
+    assert all(not auth for _, _, auth in storage.seen)  # the registry's credentials stay with the registry
+    followed = registry_scheme == storage_scheme and storage_name == "127.0.0.1"
+    assert [p for _, p, _ in storage.seen] == (["/bucket/blob"] if followed else [])  # one hop at most
+
+
+def test_a_manifest_that_does_not_hash_to_its_digest_is_unknown(stubs):
+    registry = stubs(False)
+    _serve_image(registry, "/unused")
+    wrong = "sha256:" + "0" * 64
+    registry.routes[f"/v2/team/app/manifests/{wrong}"] = registry.routes[f"/v2/team/app/manifests/{MANIFEST_DIGEST}"]
+    checker = QuickChecker(registry.host, Credential("alice", SecretStr("stub-password"), source="test"))
+    assert checker.manifest("team/app", wrong) is UNKNOWN
+    assert isinstance(checker.manifest("team/app", MANIFEST_DIGEST), Manifest)
+
+
+@pytest.mark.parametrize("length", ["", "declared"])
+def test_a_blob_larger_than_any_config_is_unknown_however_it_is_sent(stubs, length):
+    big = CONFIG[:-1] + b" " * (BLOB_JSON_CAP + 1) + b"}"  # valid JSON, and these are its bytes: only the size is wrong
+    digest = "sha256:" + hashlib.sha256(big).hexdigest()
+    registry = stubs(False)
+    registry.routes[f"/v2/team/app/blobs/{digest}"] = (200, {"Content-Length": ""} if length == "" else {}, big)
+    checker = QuickChecker(registry.host, Credential("alice", SecretStr("stub-password"), source="t"))
+    assert checker.blob_json("team/app", digest) is UNKNOWN
