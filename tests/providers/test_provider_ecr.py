@@ -456,11 +456,11 @@ from pathlib import Path
 from pydantic import SecretStr
 from flyte_private_registry.providers import _ecr
 
-def stall(fd):  # the token is in the temporary file; the writer dies before the rename
+def stall(*args, **kwargs):  # the token is in the temporary file; the writer dies before the rename
     print("written", flush=True)
     time.sleep(60)
 
-_ecr.os.fsync = stall
+_ecr.os.replace = stall
 start = datetime(2030, 1, 1, tzinfo=timezone.utc)
 token = _ecr._Token("AWS", SecretStr(sys.argv[2]), start + timedelta(hours=12), start)
 _ecr._FileCache(Path(sys.argv[1])).write("k", token, {}, start)
