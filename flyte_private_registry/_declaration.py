@@ -370,6 +370,10 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Where an argument is kept when not under its own name: ``provider`` is a property that infers it.
+_STORED = {"provider": "_provider"}
+
+
 class PrivateRegistry(ProviderConstructors, PullSide):
     """A registry prefix whose images need credentials to push and a pull secret to run.
 
@@ -416,10 +420,8 @@ class PrivateRegistry(ProviderConstructors, PullSide):
                 values[key] = Secret.of(values[key])
         if values["ca_file"] is not None:
             values["ca_file"] = Path(values["ca_file"])
-        set_field = object.__setattr__
-        set_field(self, "prefix", data["prefix"])
         for key, value in values.items():
-            set_field(self, key if key != "provider" else "_provider", value)
+            object.__setattr__(self, _STORED.get(key, key), value)
         if _declaring.get():
             with _declared_lock:
                 _declared[self.prefix] = self
@@ -428,8 +430,8 @@ class PrivateRegistry(ProviderConstructors, PullSide):
     def provider(self) -> Provider:
         """The provider given, else the one the host implies (``ghcr.io`` is GitHub), found on first use.
 
-        Found lazily: the provider modules are pydantic models, and a declaration that is only
-        imported (a task pod importing the workflow module) never needs them.
+        Found lazily: telling the provider imports the provider modules, which a declaration that
+        is only imported (a task pod importing the workflow module) never needs.
         """
         provider = self._provider
         if provider is None:
@@ -456,19 +458,20 @@ class PrivateRegistry(ProviderConstructors, PullSide):
     def __hash__(self) -> int:
         return hash(self._values())
 
+    def _given(self) -> dict[str, Any]:
+        """The arguments as declared (the provider only if one was given or already inferred)."""
+        return {key: getattr(self, _STORED.get(key, key)) for key in self.FIELDS}
+
     def __repr__(self) -> str:
-        shown = []
-        for key in self.FIELDS:
-            value = self.prefix if key == "prefix" else getattr(self, key if key != "provider" else "_provider")
-            if key == "prefix" or value != _DEFAULTS[key]:
-                shown.append(f"{key}={value!r}")  # a Secret's repr is Secret('**********')
+        shown = [  # a Secret's repr is Secret('**********')
+            f"{key}={value!r}" for key, value in self._given().items() if key == "prefix" or value != _DEFAULTS[key]
+        ]
         return f"PrivateRegistry({', '.join(shown)})"
 
     def replace(self, **changes: Any) -> PrivateRegistry:
         """A copy with ``changes`` applied and checked like a new declaration (not declared)."""
-        current = {key: getattr(self, key if key != "provider" else "_provider") for key in self.FIELDS}
         with not_declaring():
-            return PrivateRegistry(**{**current, **changes})
+            return PrivateRegistry(**{**self._given(), **changes})
 
     # -- naming ------------------------------------------------------------------------------
     @property

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from ._github import GhcrProvider
     from ._gitlab import GitLabProvider
 
-# Everything here loads on first use (a provider class, PROVIDERS, provider_for_host): the modules are
-# pydantic models, and the first pydantic model in a process costs ~35 ms CPU of pydantic imports plus
-# ~10-20 ms for the models. ``PrivateRegistry.ecr(...)`` and the first credential lookup pay it;
-# importing or declaring a plain ``PrivateRegistry`` (and the flytekit plugin path) does not.
+# Everything here loads on first use (a provider class, PROVIDERS, provider_for_host), so importing or
+# declaring a plain ``PrivateRegistry`` (and the flytekit plugin path) loads no provider module. Only
+# ECR's is a pydantic model (the first one in a process costs ~35 ms CPU of pydantic imports), and
+# provider_for_host loads it only for an ECR host.
 _BUILTIN = {
     "Provider": "._base",
     "GenericProvider": "._base",
