@@ -49,7 +49,7 @@ class _Session:
     resolution: Resolution
     checked: set[str] = field(default_factory=set)
     prepared: set[str] = field(default_factory=set)
-    prefetched: bool = False
+    prefetched: set[tuple[str, ...]] = field(default_factory=set)
     _client: Any = None
     _quick: QuickChecker | None = None
 
@@ -153,16 +153,20 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             raise
 
     @staticmethod
-    def _prefetch(session: _Session, spec: ImageSpec) -> None:
-        """One pull-token request for every repository of this registry flytekit has loaded (``_visible``)."""
-        if session.prefetched:
+    def _prefetch(session: _Session, spec: ImageSpec, actions: tuple[str, ...] = ("pull",)) -> None:
+        """One token request for ``actions`` on every repository of this registry flytekit has loaded (``_visible``).
+
+        Pull for the checks; pull and push once the first image turns out to be missing, so
+        ten missing images cost one push-token request, not ten. Pure checks never ask for push.
+        """
+        if actions in session.prefetched:
             return
-        session.prefetched = True
+        session.prefetched.add(actions)
         from .._errors import FlytePrivateRegistryError
         from ._visible import visible_repositories
 
-        with suppress(FlytePrivateRegistryError):  # each check then asks alone and reports its own error
-            session.client.prefetch_tokens(visible_repositories(session.registry, spec))
+        with suppress(FlytePrivateRegistryError):  # each repository then asks alone and reports its own error
+            session.client.prefetch_tokens(visible_repositories(session.registry, spec), actions)
 
     def _digest(self, session: _Session, repository: str, reference: str, spec: ImageSpec | None = None) -> str | None:
         """The existence check: the stdlib path first, the full client for any answer it does not judge.
@@ -182,10 +186,15 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         with self._explained(session):
             return session.client.manifest_digest(repository, reference)
 
-    def login(self, session: _Session, repository: str) -> None:
-        """Fail fast: prove the credential can push to ``repository`` before anything is built."""
+    def login(self, session: _Session, repository: str, spec: ImageSpec | None = None) -> None:
+        """Fail fast: prove the credential can push to ``repository`` before anything is built.
+
+        With ``spec``, the push token is asked for every repository flytekit has loaded at once.
+        """
         if repository in session.checked:
             return
+        if spec is not None:
+            self._prefetch(session, spec, ("pull", "push"))
         with self._explained(session):
             session.client.login(repository)
         session.checked.add(repository)
@@ -246,7 +255,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             self._pin(session, image_spec, digest)  # flytekit records nothing when we skip the build
             return False
         forget(image_spec)  # an earlier pin of this name must not become the new build's --tag
-        self.login(session, repository)  # push rights are needed only now, and proven before any build
+        self.login(session, repository, image_spec)  # push rights are needed only now, proven before any build
         if digest is None:
             _echo(
                 f"Image {image} not found in private registry {target.registry} (checked {session.who()}). building..."
@@ -283,7 +292,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         if target is not None:
             _, repository, _ = _split(image)
             session = self.session(target)
-            self.login(session, repository)
+            self.login(session, repository, image_spec)
             if repository not in session.prepared:
                 target.provider.prepare_push(target, repository, session.credential)
                 session.prepared.add(repository)

@@ -160,6 +160,57 @@ def test_a_first_check_is_one_ping_one_token_one_head_per_image_without_httpx(
     assert token_server.requests == [] and [m for m, _, _ in log.requests()] == ["HEAD"]
 
 
+def test_missing_images_cost_one_pull_and_one_push_token_request_per_registry(
+    token_registry, token_server, registry_users, ca, tmp_path
+):
+    """Three missing images, cold: the checks share a pull-only token, the push proofs one pull+push token."""
+    run = uuid.uuid4().hex[:8]
+    names = [f"absent-{run}-{i}" for i in range(3)]
+    _forget_everything()
+    prefix = f"{token_registry.host}/team"
+
+    token_server.clear_requests()
+    log = _Log(token_registry)
+    cold = _run(tmp_path, _BUILDER, registry_users.alice_password, prefix, str(ca.ca_file), json.dumps(names))
+    assert cold["built"] == [True] * 3
+    tokens = token_server.requests_by("alice")
+    assert [sorted(t.scopes) for t in tokens] == [
+        sorted(f"repository:team/{n}:pull" for n in names),  # the checks never ask for push
+        sorted(f"repository:team/{n}:pull,push" for n in names),  # the first push proof, for all three
+    ]
+    assert all(t.status == 200 for t in tokens)
+    assert log.count("HEAD", "manifests") == 3
+
+
+def test_a_pull_only_user_gets_the_push_refusal_for_its_own_repository(
+    token_registry, token_server, registry_users, ca, tmp_path
+):
+    """The batch push token is granted pull only: each repository asks alone, and the refusal names it."""
+    names = [f"absent-{uuid.uuid4().hex[:8]}-{i}" for i in range(2)]
+    _forget_everything()
+    script = _BUILDER.replace('username="alice"', 'username="reader"').replace(
+        "built = [builder.should_build(spec) for spec in specs]",
+        "try:\n    builder.should_build(specs[0])\nexcept Exception as err:\n"
+        "    print(json.dumps({'error': type(err).__name__, 'text': str(err)}))\n    raise SystemExit(0)",
+    )
+    token_server.clear_requests()
+    refused = _run(
+        tmp_path,
+        script,
+        registry_users.reader_password,
+        f"{token_registry.host}/team",
+        str(ca.ca_file),
+        json.dumps(names),
+    )
+    assert refused["error"] == "AuthorizationError"
+    assert f"team/{names[0]}" in refused["text"] and "granted only ['pull']" in refused["text"]
+    scopes = [sorted(t.scopes) for t in token_server.requests_by("reader")]
+    assert scopes[-2:] == [
+        sorted(f"repository:team/{n}:pull,push" for n in names),
+        [f"repository:team/{names[0]}:pull,push"],  # granted less than asked: asked again alone, then refused
+    ]
+
+
 def test_a_missing_image_is_a_404_without_httpx(token_registry, token_server, registry_users, ca, tmp_path):
     token_server.clear_requests()
     log = _Log(token_registry)
