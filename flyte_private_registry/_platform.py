@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._frozen import frozen
 
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)
 #: What an index lists for build attestations (buildx): not a platform anything runs on.
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, order=True)
+@frozen(order=True)
 class Platform:
     """``linux/arm64/v8``; a wanted platform without a variant accepts any variant."""
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+
+from ._frozen import frozen
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
@@ -154,7 +155,7 @@ def _check_path(parts: list[str], original: str) -> str:
     return "/".join(parts)
 
 
-@dataclass(frozen=True)
+@frozen()
 class RegistryPrefix:
     """``host[:port][/path]``: where a team's images live and what credentials are for."""
 
@@ -204,7 +205,7 @@ class RegistryPrefix:
         return repository == self.path or repository.startswith(self.path + "/")
 
 
-@dataclass(frozen=True)
+@frozen()
 class ImageReference:
     """A parsed ``host/repository[:tag][@digest]`` with Docker Hub defaults applied."""
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import ConfigurationError, CredentialsError
+from .._frozen import frozen
 from .._reference import RegistryPrefix
 
 
@@ -82,7 +82,7 @@ class Secret:
         return (Secret, (self._value,))
 
 
-@dataclass(frozen=True)
+@frozen(hide=("password",))
 class Credential:
     """A username and secret for one registry, and where they came from.
 
@@ -91,7 +91,7 @@ class Credential:
     """
 
     username: str
-    password: Secret = field(repr=False)  # a str or pydantic SecretStr is turned into a Secret
+    password: Secret  # a str or pydantic SecretStr is turned into a Secret
     source: str
     expires_at: datetime | None = None
     identity_token: bool = False
@@ -107,7 +107,7 @@ class Credential:
         return self.expires_at - margin <= now
 
 
-@dataclass(frozen=True)
+@frozen()
 class Miss:
     """A source that had nothing for this registry, with the reason in plain words."""
 
@@ -125,14 +125,14 @@ class Keychain(Protocol):
     def resolve(self, resource: RegistryPrefix) -> Credential | Miss: ...
 
 
-@dataclass(frozen=True)
+@frozen()
 class Attempt:
     source: str
     outcome: str  # "used", "found", "missing", "error", "skipped"
     detail: str
 
 
-@dataclass(frozen=True)
+@frozen()
 class Resolution:
     """The answer to "which credentials, from where" for one registry, with every source's story."""
 

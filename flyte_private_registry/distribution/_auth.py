@@ -14,11 +14,11 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from .._errors import RegistryError
+from .._frozen import frozen
 from ._spec import DIGEST, INDEX_TYPES
 
 #: Body caps: an error body is only mined for a message, a token answer is a few KiB of JSON.
@@ -40,12 +40,12 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # -- challenges -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen(factories={"params": dict})
 class Challenge:
     """A parsed ``WWW-Authenticate`` header (scheme lower-cased; ``none`` when the API is open)."""
 
     scheme: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str]
 
     @classmethod
     def parse(cls, header: str | None, *, host: str = "") -> Challenge:
@@ -105,7 +105,7 @@ def read_challenge(header: str | None, *, host: str) -> Challenge | None:
 
 
 # -- the token endpoint ---------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen()
 class Realm:
     """A Bearer challenge's token endpoint, checked by :func:`token_realm`."""
 
@@ -167,7 +167,7 @@ def scope_batches(scopes: list[str]) -> list[list[str]]:
 
 
 # -- token answers --------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen(hide=("token", "refresh_token"))
 class TokenGrant:
     """What a token service answered: the token, how long to trust it, and any refresh token (to scrub)."""
 
@@ -241,7 +241,7 @@ def covered(token: str, asked: frozenset[str]) -> frozenset[str]:
 
 
 # -- manifests and blobs --------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen()
 class Manifest:
     """A manifest as the registry served it: media type, content digest and the parsed JSON.
 

@@ -32,10 +32,10 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._frozen import frozen
 from ._private_dir import PrivateDir, user_cache_dir
 
 if TYPE_CHECKING:
@@ -94,11 +94,11 @@ def _key(*parts: str) -> str:
     return hashlib.sha256(json.dumps(["v1", *parts]).encode()).hexdigest()[:40]
 
 
-@dataclass(frozen=True)
+@frozen(hide=("value",))
 class CachedToken:
     """A bearer token, the scope atoms it was asked for, and the wall-clock time it stops being used."""
 
-    value: str = field(repr=False)
+    value: str
     atoms: frozenset[str]
     expires_at: float
 
@@ -122,7 +122,7 @@ class CachedToken:
         return cls(value, frozenset(atoms), float(expires))
 
 
-@dataclass(frozen=True)
+@frozen()
 class Endpoint:
     """What ``GET /v2/`` taught: the base URL and the challenge (scheme and its parameters)."""
 

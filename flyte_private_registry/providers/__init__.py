@@ -35,6 +35,17 @@ _BUILTIN = {
     "GarProvider": "._gar",
     "AcrProvider": "._acr",
 }
+#: A necessary condition (on the lower-cased host, generous on purpose) for a built-in to claim a
+#: host, so provider_for_host imports only the modules that might: the first check of a run pays
+#: ~5 ms CPU for each module loaded. ``from_host`` decides; tests/providers/test_provider_hosts.py
+#: proves the answers equal walking every provider. ECR's is exact (``_ecr_hosts``).
+_MAY_CLAIM = {
+    "GhcrProvider": ("ghcr",),
+    "GitLabProvider": ("gitlab",),
+    "DockerHubProvider": ("docker",),
+    "GarProvider": ("gcr.io", "pkg.dev"),
+    "AcrProvider": ("azurecr",),
+}
 _registered: dict[str, type[Provider]] = {}  # register_provider() calls made before the built-ins loaded
 
 
@@ -90,9 +101,15 @@ def provider_for_host(host: str) -> Provider:
 
 
 def _classes_for(host: str, ecr: bool) -> list[type[Provider]]:
-    """The providers that may claim ``host``, in table order, without loading the table."""
-    names = [name for name in _BUILTIN if name != "Provider" and (ecr or name != "EcrProvider")]
-    return [*(__getattr__(name) for name in names), *_registered.values()]
+    """The providers that may claim ``host``, in table order, loading no other provider's module."""
+    lowered = host.lower()
+
+    def may_claim(name: str) -> bool:
+        if name == "EcrProvider":
+            return ecr
+        return name != "Provider" and any(part in lowered for part in _MAY_CLAIM.get(name, ("",)))
+
+    return [*(__getattr__(name) for name in _BUILTIN if may_claim(name)), *_registered.values()]
 
 
 __all__ = [

@@ -7,9 +7,9 @@ never imports the ECR module and its pydantic model for a registry that is not E
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .._errors import ConfigurationError
+from .._frozen import frozen
 
 ECR_PUBLIC_HOST = "public.ecr.aws"
 ECR_PUBLIC_REGION = "us-east-1"
@@ -46,7 +46,7 @@ _REGION_SUFFIXES = (
 )
 
 
-@dataclass(frozen=True)
+@frozen()
 class EcrHost:
     """What an ECR hostname says: account, region, partition, FIPS, or ECR Public."""
 
