@@ -104,10 +104,8 @@ def _classes_for(host: str, ecr: bool) -> list[type[Provider]]:
     """The providers that may claim ``host``, in table order, loading no other provider's module."""
     lowered = host.lower()
 
-    def may_claim(name: str) -> bool:
-        if name == "EcrProvider":
-            return ecr
-        return name != "Provider" and any(part in lowered for part in _MAY_CLAIM.get(name, ("",)))
+    def may_claim(name: str) -> bool:  # Provider and GenericProvider have no from_host: never listed
+        return ecr if name == "EcrProvider" else any(part in lowered for part in _MAY_CLAIM.get(name, ()))
 
     return [*(__getattr__(name) for name in _BUILTIN if may_claim(name)), *_registered.values()]
 
