@@ -38,6 +38,7 @@ from ..credentials._base import encode_basic
 from ._spec import DIGEST, MANIFEST_ACCEPT
 from ._tls import DOCKER_CERTS_DIR, context_for
 from ._token_cache import Endpoint, TokenCache, repository_scope, scope_atoms
+from ._watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from ..credentials import Credential
@@ -101,7 +102,7 @@ class QuickChecker:
         self._endpoint: Endpoint | None = None  # remembered, or learnt by this process's GET /v2/
         self._connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
         self._lock = threading.Lock()  # one call at a time
-        self._guard = threading.Lock()  # the connections, against the deadline's timer
+        self._guard = threading.Lock()  # the connections, against the watchdog closing them
         self._at = 0.0
         self._expired = False
 
@@ -177,17 +178,14 @@ class QuickChecker:
             with self._guard:
                 self._expired = False
             self._at = time.monotonic() + self._budget
-            timer = threading.Timer(self._budget, self._expire)
-            timer.daemon = True
-            timer.start()
+            deadline = WATCHDOG.arm(self._at, self._expire)
             try:
                 return work()
             except Exception:  # the full client answers (and explains) whatever this path does not judge
                 self.close()
                 return UNKNOWN
             finally:
-                timer.cancel()
-                timer.join()
+                WATCHDOG.disarm(deadline)
                 if self._expired:
                     self.close()  # the next call starts on fresh connections
 
