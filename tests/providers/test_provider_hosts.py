@@ -86,9 +86,10 @@ GENERIC = {
 _PROBE = """
 import json, sys
 from flyte_private_registry.providers import provider_for_host
+from flyte_private_registry.providers._ecr_hosts import _private_host
 kinds = [type(provider_for_host(h)).__name__ for h in sys.argv[1:]]
 loaded = sorted(m.rsplit(".", 1)[-1] for m in sys.modules if m.startswith("flyte_private_registry.providers._"))
-print(json.dumps({"kinds": kinds, "loaded": loaded}))
+print(json.dumps({"kinds": kinds, "loaded": loaded, "ecr_pattern": _private_host.cache_info().misses}))
 """
 
 
@@ -103,6 +104,23 @@ def test_a_self_hosted_registry_loads_no_provider_module():
     found = _fresh("127.0.0.1:5000", "harbor.example.com")
     assert found["kinds"] == ["GenericProvider", "GenericProvider"]
     assert found["loaded"] == ["_base", "_ecr_hosts"]
+    assert found["ecr_pattern"] == 0  # the ECR host pattern (~4 ms to compile) is not even compiled
+
+
+def test_an_ecr_host_compiles_the_pattern_once():
+    found = _fresh("123456789012.dkr.ecr.us-east-1.amazonaws.com", "210987654321.dkr.ecr.eu-west-1.amazonaws.com")
+    assert found["kinds"] == ["EcrProvider", "EcrProvider"]
+    assert found["ecr_pattern"] == 1
+
+
+@pytest.mark.parametrize("host", [*HOSTS, " 123456789012.DKR.ECR.us-east-1.amazonaws.com ", "x.dkr.example.com"])
+def test_the_quick_ecr_refusal_agrees_with_the_pattern(host):
+    """``is_ecr_host`` skips the pattern for hosts without ``.dkr``; its answer must be the pattern's."""
+    from flyte_private_registry.providers._ecr_hosts import ECR_PUBLIC_HOST, _private_host, is_ecr_host
+
+    name = host.strip().lower()
+    by_pattern = name == ECR_PUBLIC_HOST or (":" not in name and _private_host().match(name) is not None)
+    assert is_ecr_host(host) is by_pattern
 
 
 def test_a_provider_host_loads_that_provider_only():
