@@ -1,0 +1,63 @@
+"""``pyflyte`` in this process, timing what the ImageSpec builders' ``should_build``/``build_image`` take.
+
+Why: on a shared 2-core machine one ``pyflyte package`` run's wall and CPU time move by about
+±10 % from run to run (the same 20 tasks took 1.4 to 2.1 s), so end-to-end ratios need many
+rounds to resolve a 5 % bar. The builders are where a declared registry's run differs from
+flytekit alone (the existence checks, the token, the pinning, every import they need), and
+timing them inside the same process is not disturbed by how fast the rest of that run was.
+
+Used as ``python _in_builders.py <pyflyte arguments>``: the same as the ``pyflyte`` script
+(``flytekit.clis.sdk_in_container.pyflyte:main``) plus two clocks around every builder call
+(outermost calls only), written as JSON to ``$FPR_BENCH_IN_BUILDERS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+_spent = {"wall": 0.0, "cpu": 0.0, "calls": 0}
+_depth = [0]
+
+
+def _timed(method: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _depth[0] += 1
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _depth[0] -= 1
+            if _depth[0] == 0:  # a wrapping builder calling its inner one counts once
+                _spent["wall"] += time.perf_counter() - wall
+                _spent["cpu"] += time.process_time() - cpu
+                _spent["calls"] += 1
+
+    return timed
+
+
+def main() -> int:
+    from flytekit.clis.sdk_in_container.pyflyte import main as pyflyte
+    from flytekit.image_spec.image_spec import ImageBuildEngine
+
+    classes = {type(builder) for builder, _ in ImageBuildEngine._REGISTRY.values()}
+    for cls in classes:
+        for name in ("should_build", "build_image"):
+            if name in vars(cls):
+                setattr(cls, name, _timed(vars(cls)[name]))
+    sys.argv = ["pyflyte", *sys.argv[1:]]
+    try:
+        code = pyflyte()
+    except SystemExit as exit_:
+        code = exit_.code
+    with open(os.environ["FPR_BENCH_IN_BUILDERS"], "w") as out:
+        json.dump(_spent, out)
+    return code if isinstance(code, int) else 0 if code is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
