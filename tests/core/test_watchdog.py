@@ -63,7 +63,6 @@ def test_a_failing_callback_does_not_stop_the_others() -> None:
     assert later.wait(2)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_gets_its_own_thread() -> None:
     """The shared watchdog is reset in a child: the parent's thread does not exist there."""
     from flyte_private_registry.distribution._watchdog import WATCHDOG
