@@ -26,9 +26,14 @@ def spread(values: Sequence[float], scale: float = 1000.0, digits: int = 1, widt
     return " ".join(f"{scale * v:{width}.{digits}f}" for v in (min(values), statistics.median(values), max(values)))
 
 
+def paired_ratios(ours: Sequence[float], base: Sequence[float]) -> list[float]:
+    """``ours[i] / base[i]`` for each pair (their spread says how far one pair can be trusted)."""
+    return [o / b for o, b in zip(ours, base, strict=True)]
+
+
 def paired_ratio(ours: Sequence[float], base: Sequence[float]) -> float:
     """Median of ``ours[i] / base[i]`` (runs paired by index)."""
-    return statistics.median(o / b for o, b in zip(ours, base, strict=True))
+    return statistics.median(paired_ratios(ours, base))
 
 
 def paired_deltas(ours: Sequence[float], base: Sequence[float]) -> list[float]:

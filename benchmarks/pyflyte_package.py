@@ -53,7 +53,6 @@ import io
 import json
 import os
 import pstats
-import resource
 import shutil
 import statistics
 import subprocess
@@ -69,6 +68,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from _results import record  # noqa: E402
+from _stats import children_cpu, paired_ratio, paired_ratios  # noqa: E402
 from first_check import PASSWORD, Rig  # noqa: E402
 
 TASKS = 20
@@ -189,17 +189,16 @@ def _package(project: Path, env: dict[str, str], profile: Path | None = None) ->
     else:
         command = [sys.executable, str(HERE / "_in_builders.py"), *arguments]
     spent.unlink(missing_ok=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         command, cwd=project, env={**env, IN_BUILDERS: str(spent)}, capture_output=True, text=True, timeout=600
     )
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children_cpu() - before
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise SystemExit(f"pyflyte package failed in {project}:\n{output[-4000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     inside = json.loads(spent.read_text())["wall"] if profile is None else 0.0
     return wall, cpu, inside, output
 
@@ -267,9 +266,9 @@ def _stats(values: list[float]) -> str:
 Rows = dict[Variant, list[tuple[float, float, dict]]]
 
 
-def _ratios(rows: Rows, top: Variant, bottom: Variant, at: int) -> list[float]:
-    """Per-round ratios (index ``at``: 0 wall, 1 CPU): a slow round slows both sides of its pair."""
-    return [r[at] / b[at] for r, b in zip(rows[top], rows[bottom], strict=True)]
+def _column(rows: Rows, variant: Variant, at: int) -> list[float]:
+    """One variant's figure per round (index ``at``: 0 wall, 1 CPU), in round order, ready to pair."""
+    return [row[at] for row in rows[variant]]
 
 
 def _quartiles(values: list[float]) -> str:
@@ -352,7 +351,7 @@ def _profile(projects: dict[str, Path], env: dict[str, str], work: Path, out: Pa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer paired rounds (2 instead of 5)")
+    parser.add_argument("--quick", action="store_true", help=f"fewer paired rounds (2 instead of {RUNS})")
     parser.add_argument("--rounds", type=int, help=f"paired rounds (default {RUNS}; --quick: 2)")
     parser.add_argument("--profile", type=Path, help="also write a cProfile of each warm N=10 variant here")
     args, _ = parser.parse_known_args()
@@ -415,8 +414,8 @@ def main() -> int:
                     f" {inside:>11.1f}  {c['tokens']:>6} {c['pings']:>5} {c['heads']:>5} {c['builds']:>6}"
                 )
             for section, label, top, bottom, goal in COMPARISONS:
-                walls = _ratios(rows, top, bottom, 0)
-                wall, cpu = statistics.median(walls), statistics.median(_ratios(rows, top, bottom, 1))
+                walls = paired_ratios(_column(rows, top, 0), _column(rows, bottom, 0))
+                wall, cpu = statistics.median(walls), paired_ratio(_column(rows, top, 1), _column(rows, bottom, 1))
                 fastest, middle = _fastest(rows, top, bottom), _quartiles(walls)
                 inside = _attributed(rows, top, bottom) if section == "a" else None
                 table.append((count, section, label, wall, cpu, fastest, middle, inside, goal))
