@@ -11,7 +11,8 @@ PrivateRegistry``, the declaration, and the builder's ``should_build`` per image
 ``ImageBuildEngine.build`` calls; for a missing image that includes proving push rights), with
 the token cache cold (a new ``$XDG_CACHE_HOME``: a first ``pyflyte`` run) and warm (the same
 directory again: the next run within the token lifetime). Requests are counted server-side: token
-requests at the token server, HEADs and ``GET /v2/`` in the registries' access logs.
+requests at the token server; ``GET /v2/``, HEADs and GETs of manifests in the registries' access
+logs (a tag first checked on this machine is read with a GET, whose body the platform check uses).
 
 Scenarios (issue 10): 1, 3, 10 and 100 existing images in one registry (each image its own
 repository), 10 spread over five registries, 10 missing images. Warm-up runs first, then paired
@@ -120,7 +121,13 @@ class Rig:
         self.probe.write_text(_PROBE)
 
     def push(self, image: str) -> None:
-        self.engine.docker("tag", "seed:1", image)
+        """Push ``image`` as an image of its own: one label makes its config, and so its digest, unique.
+
+        Different ImageSpecs build different images. Tags of one shared image would let the
+        platform check (two GETs per digest, cached by digest) run once for all of them.
+        """
+        dockerfile = f"FROM seed:1\nLABEL org.flyte-private-registry.bench={json.dumps(image)}\n"
+        self.engine.docker("build", "--tag", image, "-", input=dockerfile, env={"DOCKER_BUILDKIT": "0"})
         self.engine.docker("push", image, env={"DOCKER_CONFIG": str(self.config)})
 
     def mark(self) -> None:
@@ -131,17 +138,18 @@ class Rig:
         import time
 
         time.sleep(0.2)
-        heads = pings = 0
+        heads = gets = pings = 0
         for registry, offset in zip(self.registries, self.offsets, strict=True):
             with registry.log_path.open("rb") as handle:
                 handle.seek(offset)
                 text = handle.read().decode("utf-8", "replace")
             for match in _ACCESS.finditer(text):
                 heads += match["method"] == "HEAD" and "/manifests/" in match["path"]
+                gets += match["method"] == "GET" and "/manifests/" in match["path"]
                 pings += match["method"] == "GET" and match["path"] == "/v2/"
         requests = list(self.server.requests)
         push = sum(any("push" in scope.rpartition(":")[2].split(",") for scope in r.scopes) for r in requests)
-        return {"tokens": len(requests), "push_tokens": push, "heads": heads, "pings": pings}
+        return {"tokens": len(requests), "push_tokens": push, "heads": heads, "gets": gets, "pings": pings}
 
     def stop(self) -> None:
         for service in (self.engine, *self.registries, self.server):
@@ -197,16 +205,16 @@ def scenario(rig: Rig, label: str, images: list[tuple[str, str]], runs: int, war
     print(f"\n{label}: {len(images)} image(s) in {registries} registr{'y' if registries == 1 else 'ies'}, ", end="")
     print(f"{runs} paired runs after {warmup} warm-up; ms as min / median / max; counts: max over the runs")
     counts = {
-        name: {key: max(r[key] for r in rows) for key in ("tokens", "push_tokens", "heads", "pings")}
+        name: {key: max(r[key] for r in rows) for key in ("tokens", "push_tokens", "heads", "gets", "pings")}
         for name, rows in results.items()
     }
-    print(f"  {'':<18} {'wall ms':>23} {'CPU ms':>23} {'of which dockerd':>23}  found  tokens  pings  HEADs")
+    print(f"  {'':<18} {'wall ms':>23} {'CPU ms':>23} {'of which dockerd':>23}  found  tokens  pings  HEADs  GETs")
     for name, rows in results.items():
         c = counts[name]
         print(
             f"  {name:<18} {spread([r['wall'] for r in rows])} {spread([r['cpu'] for r in rows])}"
             f" {spread([r['dockerd'] for r in rows])}  {min(r['found'] for r in rows):>5}"
-            f"  {c['tokens']:>6}  {c['pings']:>5}  {c['heads']:>5}"
+            f"  {c['tokens']:>6}  {c['pings']:>5}  {c['heads']:>5}  {c['gets']:>4}"
         )
     base = results["flytekit"]
     ratios = {

@@ -12,7 +12,10 @@ Variants (one workflow module each; ``FLYTE_PRIVATE_REGISTRIES`` declares the re
   answers and no registry is asked (the cheapest flytekit run there is);
 - a. ``declared, cold`` / ``declared, warm``: plain ``@task``, no builder named, so ours
   (priority 100) checks each image, with a new ``$XDG_CACHE_HOME`` (a first run: ping, one token
-  request, one HEAD per image) and then the same cache (the next run: one HEAD per image);
+  request, each image's existence check and platform check: its manifest and config blob) and
+  then the same cache (the next run: one HEAD per image). Each image is its own (a label makes
+  its digest unique), as different ImageSpecs build different images: a shared digest would let
+  the platform check run once for all;
 - b. ``hand-written``: flytekit's ``@task(pod_template=PodTemplate(pod_spec=V1PodSpec(containers=[],
   image_pull_secrets=[V1LocalObjectReference(...)])))``, one template shared by the tasks, as
   someone would write it by hand; ``@reg.task``: the library's decorator (registry declared in the
@@ -404,14 +407,15 @@ def main() -> int:
             print(f"\npyflyte package, {TASKS} tasks over {count} existing private image(s), {runs} paired rounds")
             print(
                 f"  {'':<22} {'wall min/med/max s':>20} {'cpu min/med/max s':>20} {'builders ms':>11}"
-                "  tokens pings HEADs builds"
+                "  tokens pings HEADs GETs builds"
             )
             for variant, data in rows.items():
                 c = data[-1][2]
                 inside = statistics.median(d[2]["inside"] for d in data) * 1000
                 print(
                     f"  {variant.name:<22} {_stats([d[0] for d in data]):>20} {_stats([d[1] for d in data]):>20}"
-                    f" {inside:>11.1f}  {c['tokens']:>6} {c['pings']:>5} {c['heads']:>5} {c['builds']:>6}"
+                    f" {inside:>11.1f}  {c['tokens']:>6} {c['pings']:>5} {c['heads']:>5} {c['gets']:>4}"
+                    f" {c['builds']:>6}"
                 )
             for section, label, top, bottom, goal in COMPARISONS:
                 walls = paired_ratios(_column(rows, top, 0), _column(rows, bottom, 0))
