@@ -7,7 +7,8 @@ builder asks here first. With what an earlier process remembered (the endpoint a
 dance: ``GET /v2/``, a pull token from the challenge's realm (Basic credentials, or anonymous),
 then the HEAD; the endpoint and token are stored in the same cache entries the full client
 writes, so the next run is warm whichever path it takes. The platform check's GETs (manifest,
-config blob, one redirect to object storage) are made here too.
+config blob, one redirect to object storage) are made here too, and a tag never checked on this
+machine is checked by a GET of its manifest, whose body that check then reads.
 
 This path answers only clean cases: a 200 with a digest, a 404, a well-formed manifest or blob.
 Every other outcome (an odd challenge or realm, a refused or odd token, a 401 after the token,
@@ -129,16 +130,25 @@ class QuickChecker:
 
         return self._call(head)
 
-    def manifest(self, repository: str, reference: str) -> object:
-        """The manifest (:class:`~._auth.Manifest`), or :data:`UNKNOWN` (a 404 too: the full client explains it)."""
+    def manifest(
+        self, repository: str, reference: str, *, batch: Callable[[], Iterable[str]] | None = None, check: bool = False
+    ) -> object:
+        """The manifest (:class:`~._auth.Manifest`), or :data:`UNKNOWN` (a 404 too: the full client explains it).
 
-        def get() -> Manifest:
+        With ``check``, this is the existence check (``None`` for a 404, ``batch`` as for
+        :meth:`manifest_digest`), by ``GET`` for a caller about to read the body anyway; the
+        digest must then be sent, as the ``HEAD`` requires.
+        """
+
+        def get() -> Manifest | None:
             from ._auth import MANIFEST_BODY_CAP, json_object, read_manifest
 
             path = f"/v2/{repository}/manifests/{reference}"
-            reply = self._get(repository, path, {"Accept": MANIFEST_ACCEPT}, MANIFEST_BODY_CAP)
+            reply = self._get(repository, path, {"Accept": MANIFEST_ACCEPT}, MANIFEST_BODY_CAP, batch, missing=check)
+            if reply is None:
+                return None
             document = json_object(reply.body)
-            if document is None:
+            if document is None or (check and not DIGEST.match(reply.headers.get("Docker-Content-Digest") or "")):
                 raise _Unclean()
             return read_manifest(
                 reply.body,
@@ -159,6 +169,8 @@ class QuickChecker:
             from ._auth import BLOB_JSON_CAP, content_matches, json_object
 
             reply = self._get(repository, f"/v2/{repository}/blobs/{digest}", {}, BLOB_JSON_CAP)
+            if reply is None:
+                raise _Unclean()
             document = json_object(reply.body)
             if document is None or not content_matches(reply.body, digest):
                 raise _Unclean()
@@ -283,11 +295,26 @@ class QuickChecker:
         return self._cache.find(scope_atoms([wanted])) is not None
 
     # -- HTTP ----------------------------------------------------------------------------------------
-    def _get(self, repository: str, path: str, headers: dict[str, str], cap: int) -> _Reply:
-        """A GET of the registry's, following one redirect (object storage) without our credentials elsewhere."""
-        headers = {**headers, **self._authorization(repository, None)}
+    def _get(
+        self,
+        repository: str,
+        path: str,
+        headers: dict[str, str],
+        cap: int,
+        batch: Callable[[], Iterable[str]] | None = None,
+        *,
+        missing: bool = False,
+    ) -> _Reply | None:
+        """A GET of the registry's, following one redirect (object storage) without our credentials elsewhere.
+
+        ``None`` for the registry's own 404 when ``missing`` allows one.
+        """
+        headers = {**headers, **self._authorization(repository, batch)}
         url = self._known_endpoint().base_url + path
-        reply = self._send("GET", url, headers, keep={200, *_REDIRECTS}, cap=cap)
+        keep = {200, 404, *_REDIRECTS} if missing else {200, *_REDIRECTS}
+        reply = self._send("GET", url, headers, keep=keep, cap=cap)
+        if reply.status == 404:
+            return None
         if reply.status == 200:
             return reply
         target = self._redirect(url, reply.headers.get("Location") or "")

@@ -168,19 +168,34 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         with suppress(FlytePrivateRegistryError):  # each repository then asks alone and reports its own error
             session.client.prefetch_tokens(visible_repositories(session.registry, spec), actions)
 
-    def _digest(self, session: _Session, repository: str, reference: str, spec: ImageSpec | None = None) -> str | None:
+    def _digest(
+        self, session: _Session, repository: str, reference: str, spec: ImageSpec | None = None, *, read: bool = False
+    ) -> str | None:
         """The existence check: the stdlib path first, the full client for any answer it does not judge.
 
         With ``spec``, a token request covers every repository of the registry flytekit has loaded.
+        With ``read``, the stdlib path GETs the manifest instead of HEADing it and hands the body to
+        the platform check: a tag checked for the first time costs two requests, not three.
         """
         from ._visible import visible_repositories
 
         quick = session.quick
         if quick is not None:
             batch = partial(visible_repositories, session.registry, spec) if spec is not None else None
-            digest = quick.manifest_digest(repository, reference, batch=batch)  # listed only if a token is fetched
-            if digest is None or isinstance(digest, str):
-                return digest
+            if read:
+                from ..distribution._auth import Manifest
+                from ._pinning import learn_platforms
+
+                manifest = quick.manifest(repository, reference, batch=batch, check=True)
+                if isinstance(manifest, Manifest):
+                    learn_platforms(quick, repository, manifest)
+                    return manifest.digest
+                if manifest is None:
+                    return None
+            else:
+                digest = quick.manifest_digest(repository, reference, batch=batch)  # listed only if a token is fetched
+                if digest is None or isinstance(digest, str):
+                    return digest
         if spec is not None:
             self._prefetch(session, spec)
         with self._explained(session):
@@ -234,7 +249,8 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
 
     # -- ImageSpecBuilder --------------------------------------------------------------------
     def should_build(self, image_spec: ImageSpec) -> bool:
-        from ._pinning import forget, plain_name
+        from ._pinning import forget, plain_name, wanted_platforms
+        from ._platform_cache import known_digest
 
         target = self.target(image_spec)
         if target is None:
@@ -248,11 +264,14 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         _, repository, tag = _split(image)
         session = self.session(target)
         self._check_base_image(image_spec)
-        digest = self._digest(session, repository, tag, image_spec)
         force = getattr(image_spec, "_is_force_push", False)
+        # a tag seen before is HEADed (its platforms are cached by digest); a new one is read once for both
+        platforms = not force and bool(wanted_platforms(target, image_spec))
+        known = known_digest(target.host, repository, tag) if platforms else None
+        digest = self._digest(session, repository, tag, image_spec, read=platforms and known is None)
         if digest is not None and not force:
             _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
-            self._pin(session, image_spec, digest)  # flytekit records nothing when we skip the build
+            self._pin(session, image_spec, digest, known=known)  # flytekit records nothing when we skip the build
             return False
         forget(image_spec)  # an earlier pin of this name must not become the new build's --tag
         self.login(session, repository, image_spec)  # push rights are needed only now, proven before any build
@@ -308,11 +327,21 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
                 return self._pin(session, image_spec, digest, built=result or image)
         return result
 
-    def _pin(self, session: _Session, image_spec: ImageSpec, digest: str, *, built: str | None = None) -> str:
+    def _pin(
+        self,
+        session: _Session,
+        image_spec: ImageSpec,
+        digest: str,
+        *,
+        built: str | None = None,
+        known: str | None = None,
+    ) -> str:
         """Check the platforms of what was found or pushed, then pin the tasks to its digest (docs/digests.md).
 
         ``digest`` is what the existence check or the post-push verification already answered, so
         pinning costs no request; the platform check costs one or two GETs per digest, cached.
+        Once it passes, the tag is remembered with its digest (unless ``known`` says so already):
+        its next check is a HEAD.
         """
         from ._pinning import (
             check_platforms,
@@ -324,6 +353,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
             unpinned,
             wanted_platforms,
         )
+        from ._platform_cache import remember_digest
 
         image = unpinned(built) if built else plain_name(image_spec)
         _, repository, tag = _split(image)
@@ -336,6 +366,8 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         wanted = wanted_platforms(session.registry, image_spec)
         with self._explained(session):
             check_platforms(lambda: session.client, image, repository, digest, wanted, quick=session.quick)
+        if wanted and digest != known:
+            remember_digest(session.registry.host, repository, tag, digest)
         if not pin_wanted(session.registry, image_spec):
             forget(image_spec)
             return image

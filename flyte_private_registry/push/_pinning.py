@@ -11,7 +11,10 @@ flytekit only fills that map from ``build_image``'s return value, and only when 
 said yes; an image that already exists is recorded here instead.
 
 The platform check reads the pinned manifest: an index lists its platforms, a single manifest's
-config blob names one. Digests are immutable, so the answer is cached per digest for the process.
+config blob names one. Digests are immutable, so the answer is cached per digest, in the process
+and on disk (:mod:`._platform_cache`), with the digest each checked tag had: a tag checked before
+is one ``HEAD``; a tag never seen is read with one ``GET``, whose body the platform check uses,
+where a ``HEAD`` and then a ``GET`` of the same manifest would cost a request more.
 
 Opting out: ``PrivateRegistry(pin_digest=False)``, ``ImageSpec(builder_options={"pin_digest": False})``
 or ``FLYTE_PRIVATE_REGISTRY_PIN_DIGEST=false``; platforms: ``PrivateRegistry(platforms=[...])`` or
@@ -20,10 +23,7 @@ or ``FLYTE_PRIVATE_REGISTRY_PIN_DIGEST=false``; platforms: ``PrivateRegistry(pla
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec
 
 from .._errors import ConfigurationError, RegistryError
 from .._platform import Platform, parse_platforms
-from ..distribution._private_dir import PrivateDir, user_cache_dir
+from . import _platform_cache
 
 if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
@@ -118,62 +118,6 @@ def forget(spec: ImageSpec) -> None:
 
 
 # -- platforms ------------------------------------------------------------------------------------
-#: Per process, by digest: a manifest's content (and so its platforms) never changes under its digest.
-_platforms: dict[str, tuple[Platform, ...]] = {}
-_platforms_lock = threading.Lock()
-_CACHE_NAME = re.compile(r"[a-z0-9]+-[a-f0-9]{32,128}\.json", re.ASCII)
-
-
-def forget_platforms() -> None:
-    """Empty the per-process cache (tests that count requests start from nothing)."""
-    with _platforms_lock:
-        _platforms.clear()
-
-
-def _disk() -> PrivateDir | None:
-    """``$XDG_CACHE_HOME/flyte-private-registry/platforms``: the next ``pyflyte`` run skips the GETs too.
-
-    A private directory like the token cache's, so no one else can plant an answer that passes the
-    check; off with ``$FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE=0`` (one switch for the library's disk caches).
-    """
-    if os.environ.get("FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE", "1").strip().lower() in _FALSE:
-        return None
-    return PrivateDir(user_cache_dir("platforms"), _CACHE_NAME.fullmatch)
-
-
-def _file_name(digest: str) -> str | None:
-    algorithm, _, hexdigest = digest.partition(":")
-    name = f"{algorithm}-{hexdigest}.json"
-    return name if _CACHE_NAME.fullmatch(name) else None
-
-
-def _read_disk(digest: str) -> tuple[Platform, ...] | None:
-    disk, name = _disk(), _file_name(digest)
-    if disk is None or name is None:
-        return None
-    with disk.opened() as fd:
-        raw = PrivateDir.read(fd, name, 64 * 1024) if fd is not None else None
-    try:
-        listed = json.loads(raw) if raw else None
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-        return None
-    try:
-        return tuple(Platform.parse(item) for item in listed)
-    except ConfigurationError:
-        return None
-
-
-def _write_disk(digest: str, platforms: tuple[Platform, ...]) -> None:
-    disk, name = _disk(), _file_name(digest)
-    if disk is None or name is None:
-        return
-    with disk.opened() as fd:
-        if fd is not None:
-            disk.write(fd, name, json.dumps([str(p) for p in platforms]).encode())
-
-
 def gone(image: str, digest: str, host: str) -> RegistryError:
     """The error for a pinned digest the registry no longer has (better now than an ImagePullBackOff)."""
     return RegistryError(
@@ -197,22 +141,25 @@ def platforms_of(
     A cached answer makes no request; otherwise ``quick`` (the stdlib path) reads the manifest and
     config, and ``client`` is called only when it cannot: a first run stays without httpx.
     """
-    with _platforms_lock:
-        cached = _platforms.get(digest)
-    if cached is None:
-        cached = _read_disk(digest)
+    cached = _platform_cache.platforms(digest)
     if cached is not None:
-        with _platforms_lock:
-            _platforms[digest] = cached
         return cached
     found = _quick_platforms(quick, repository, digest) if quick is not None else None
     if found is None:
         found = _full_platforms(client(), image, repository, digest)
-    result = tuple(dict.fromkeys(found))
-    with _platforms_lock:
-        _platforms[digest] = result
-    _write_disk(digest, result)
-    return result
+    return _platform_cache.keep(digest, found)
+
+
+def learn_platforms(quick: QuickChecker, repository: str, manifest: Manifest) -> None:
+    """Platforms of a manifest already in hand (the existence check's ``GET``): the check then reads no manifest.
+
+    Anything the stdlib path cannot read cleanly is left for :func:`platforms_of`, which explains it.
+    """
+    if _platform_cache.platforms(manifest.digest) is not None:  # another tag of the same image
+        return
+    found = _manifest_platforms(quick, repository, manifest)
+    if found is not None:
+        _platform_cache.keep(manifest.digest, found)
 
 
 def _index_platforms(manifest: Manifest) -> list[Platform]:
@@ -237,6 +184,10 @@ def _quick_platforms(quick: QuickChecker, repository: str, digest: str) -> list[
     manifest = quick.manifest(repository, digest)
     if not isinstance(manifest, Manifest):
         return None
+    return _manifest_platforms(quick, repository, manifest)
+
+
+def _manifest_platforms(quick: QuickChecker, repository: str, manifest: Manifest) -> list[Platform] | None:
     if manifest.is_index:
         return _index_platforms(manifest)
     config_digest = _config_digest(manifest)

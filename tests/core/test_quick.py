@@ -122,10 +122,10 @@ class _Log:
 
 
 # -- cold and warm, through the builder ------------------------------------------------------------
-def test_a_first_check_is_one_ping_one_token_one_head_per_image_without_httpx(
+def test_a_first_check_is_one_ping_one_token_one_get_per_image_without_httpx(
     token_registry, token_server, registry_users, ca, tmp_path
 ):
-    """Three images of one registry, cold: one ping, one token (all three scopes), three HEADs, stdlib only."""
+    """Three images, cold: one ping, one token (all three scopes), one GET each (the platform check reads it)."""
     password = registry_users.alice_password
     run = uuid.uuid4().hex[:8]
     names = [f"quick-{run}-{i}" for i in range(3)]
@@ -141,9 +141,11 @@ def test_a_first_check_is_one_ping_one_token_one_head_per_image_without_httpx(
     assert cold["httpx"] is False and cold["rules"] is True
     tokens = token_server.requests_by("alice")
     assert len(tokens) == 1 and sorted(tokens[0].scopes) == sorted(f"repository:team/{n}:pull" for n in names)
-    assert log.count("GET", "ping") == 1 and log.count("HEAD", "manifests") == 3
-    # the platform check of the (one, shared) digest: its manifest and config blob, read once
-    assert log.count("GET", "manifests") == 1 and log.count("GET", "blobs") == 1
+    assert log.count("GET", "ping") == 1 and log.count("HEAD", "manifests") == 0
+    assert [p for m, p, _ in log.requests() if m == "GET" and "/manifests/" in p] == [
+        f"/v2/team/{n}/manifests/v1" for n in names
+    ]
+    assert log.count("GET", "blobs") == 1  # the (one, shared) digest's config blob, read once
 
     token_server.clear_requests()
     log = _Log(token_registry)
@@ -179,7 +181,8 @@ def test_missing_images_cost_one_pull_and_one_push_token_request_per_registry(
         sorted(f"repository:team/{n}:pull,push" for n in names),  # the first push proof, for all three
     ]
     assert all(t.status == 200 for t in tokens)
-    assert log.count("HEAD", "manifests") == 3
+    # the first by the stdlib path; the push proof then brings in the full client, which HEADs
+    assert [(m, s) for m, p, s in log.requests() if "/manifests/" in p] == [("GET", 404), ("HEAD", 404), ("HEAD", 404)]
 
 
 def test_a_pull_only_user_gets_the_push_refusal_for_its_own_repository(
@@ -239,7 +242,7 @@ def test_a_basic_registry_first_and_next_run(basic_registry, registry_users, tmp
     log = _Log(basic_registry)
     cold = _run(tmp_path, _BUILDER, password, prefix, "", json.dumps([name]))
     assert cold == {"built": [False], "images": [f"{prefix}/{name}:v1@{digest}"], "httpx": False, "rules": True}
-    assert [(m, s) for m, _, s in log.requests()] == [("GET", 401), ("HEAD", 200), ("GET", 200), ("GET", 200)]
+    assert [(m, s) for m, _, s in log.requests()] == [("GET", 401), ("GET", 200), ("GET", 200)]  # manifest, config
 
     log = _Log(basic_registry)
     assert _run(tmp_path, _BUILDER, password, prefix, "", json.dumps([name])) == {**cold, "rules": False}
@@ -323,6 +326,21 @@ def test_every_fault_is_unknown_to_the_quick_path_and_ends_as_before(options, ex
     assert quick is expected or quick == expected, quick
     assert elapsed < BUDGET + 1.0, elapsed  # a dripping or huge answer cannot hold the builder
     assert _outcome(after) == _outcome(before)
+
+
+_FAULTY = [c for c in FAULT_CASES if c[2] is UNKNOWN]
+
+
+@pytest.mark.parametrize("options", [c[1] for c in _FAULTY], ids=[c[0] for c in _FAULTY])
+def test_every_fault_is_unknown_to_a_first_check_by_get_too(options, canary_password):
+    """A first check GETs the manifest instead of HEADing it: the same faults leave it to the full client, as fast."""
+    with _fault_registry(options, canary_password) as reg:
+        started = time.monotonic()
+        checker = QuickChecker(reg.host, _cred(canary_password), timeout=BUDGET)
+        answer = checker.manifest("team/app", "v1", check=True)
+        elapsed = time.monotonic() - started
+    assert answer is UNKNOWN
+    assert elapsed < BUDGET + 1.0, elapsed
 
 
 def test_credentials_never_go_to_an_http_realm_of_an_https_registry(canary_password, tmp_path):
@@ -490,3 +508,32 @@ def test_a_blob_larger_than_any_config_is_unknown_however_it_is_sent(stubs, leng
     registry.routes[f"/v2/team/app/blobs/{digest}"] = (200, {"Content-Length": ""} if length == "" else {}, big)
     checker = QuickChecker(registry.host, Credential("alice", SecretStr("stub-password"), source="t"))
     assert checker.blob_json("team/app", digest) is UNKNOWN
+
+
+_OCI = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ((200, {**_OCI, "Docker-Content-Digest": MANIFEST_DIGEST}, MANIFEST), MANIFEST_DIGEST),
+        ((404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}'), None),
+        ((200, _OCI, MANIFEST), UNKNOWN),  # no digest sent: the HEAD's rule
+        ((200, {**_OCI, "Docker-Content-Digest": "sha256:" + "0" * 64}, MANIFEST), UNKNOWN),  # not this content
+        ((200, {**_OCI, "Docker-Content-Digest": MANIFEST_DIGEST}, b"<html>"), UNKNOWN),
+        ((500, {}, b"upstream unavailable"), UNKNOWN),
+    ],
+    ids=["found", "missing", "no-digest", "other-digest", "junk", "5xx"],
+)
+def test_a_first_check_by_get_answers_only_clean_cases(stubs, answer, expected):
+    registry = stubs(False)
+    registry.routes["/v2/team/app/manifests/v1"] = answer
+    checker = QuickChecker(registry.host, Credential("alice", SecretStr("stub-password"), source="t"))
+    found = checker.manifest("team/app", "v1", check=True)
+    if isinstance(expected, str):
+        assert isinstance(found, Manifest) and found.digest == expected
+        assert found.document["config"]["digest"] == CONFIG_DIGEST
+    else:
+        assert found is expected
+    if expected is None:  # a platform read of a digest the registry lacks stays the full client's to explain
+        assert checker.manifest("team/app", "v1") is UNKNOWN

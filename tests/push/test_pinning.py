@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import re
+import stat
 import subprocess
 import sys
 import tarfile
@@ -32,7 +33,8 @@ from rig import Registry
 from flyte_private_registry import PrivateRegistry, RegistryClient, RegistryError
 from flyte_private_registry._reference import ImageReference
 from flyte_private_registry.credentials import Credential
-from flyte_private_registry.push import _pinning
+from flyte_private_registry.distribution._private_dir import user_cache_dir
+from flyte_private_registry.push import _pinning, _platform_cache
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +147,7 @@ def engine_env(docker_engine, monkeypatch) -> Iterator[None]:
     monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_BUILDER", "docker-cli")
     monkeypatch.delenv(_pinning.ENV_PIN, raising=False)
     ImageBuildEngine.build.cache_clear()
-    _pinning.forget_platforms()
+    _platform_cache.forget()
     yield
     ImageBuildEngine.build.cache_clear()
 
@@ -413,32 +415,107 @@ def test_pinning_adds_no_request_to_the_existence_check(engine_env, pin_registry
         )
 
 
-def test_the_platform_check_costs_one_manifest_and_one_config_read_once_per_digest(
+def _kinds(pin_registry: Registry, repository: str, since: int) -> list[tuple[str, str]]:
+    """(method, ``manifests`` or ``blobs``) of the requests for ``repository`` after byte ``since`` of the log."""
+    seen = [r for r in _requests(pin_registry, since=since) if r[1].startswith(f"/v2/{repository}/")]
+    return [(method, path.rsplit("/", 2)[-2]) for method, path, _ in seen]
+
+
+def _check_again(spec: ImageSpec, *, new_process: bool) -> None:
+    if new_process:
+        _platform_cache.forget()  # what a new process knows: the disk cache only
+    ImageBuildEngine.build.cache_clear()
+    ImageBuildEngine.build(spec)
+
+
+def test_a_first_check_reads_the_manifest_once_and_later_checks_are_one_head(
     engine_env, pin_registry, pusher, registry_users
 ):
+    """A new tag: one GET answers both existence and the platform check (then the config); a known tag: one HEAD."""
     _declare(pin_registry, registry_users.alice_password)
     spec = _spec(pin_registry, "v1")
     repository = f"team/{spec.name}"
     digest = pusher.image(repository, "v1", "linux", "amd64")
     start = _log_size(pin_registry)
     ImageBuildEngine.build(spec)
-    first = [r for r in _requests(pin_registry, since=start) if r[1].startswith(f"/v2/{repository}/")]
-    kinds = [(method, path.rsplit("/", 2)[-2]) for method, path, _ in first]
-    assert kinds == [("HEAD", "manifests"), ("GET", "manifests"), ("GET", "blobs")], first
-    assert first[1][1].endswith(digest)
+    first = _requests(pin_registry, since=start)
+    assert _kinds(pin_registry, repository, start) == [("GET", "manifests"), ("GET", "blobs")], first
+    assert spec.image_name().endswith(f"@{digest}")
 
-    ImageBuildEngine.build.cache_clear()  # a second check in the process: the platforms are cached by digest
-    start = _log_size(pin_registry)
-    ImageBuildEngine.build(spec)
-    again = [r for r in _requests(pin_registry, since=start) if r[1].startswith(f"/v2/{repository}/")]
-    assert [m for m, _, _ in again] == ["HEAD"]
+    for new_process in (False, True):  # the same process, then a new one: the disk cache answers
+        start = _log_size(pin_registry)
+        _check_again(spec, new_process=new_process)
+        assert _kinds(pin_registry, repository, start) == [("HEAD", "manifests")], new_process
+        assert spec.image_name().endswith(f"@{digest}")
 
-    _pinning.forget_platforms()  # a new process: the disk cache answers
-    ImageBuildEngine.build.cache_clear()
-    start = _log_size(pin_registry)
+
+def test_a_moved_tag_is_checked_again_and_its_new_digest_remembered(engine_env, pin_registry, pusher, registry_users):
+    """The remembered digest only picks HEAD over GET: the registry's answer is what is pinned and checked."""
+    _declare(pin_registry, registry_users.alice_password)
+    spec = _spec(pin_registry, "v1")
+    repository = f"team/{spec.name}"
+    pusher.image(repository, "v1", "linux", "amd64")
     ImageBuildEngine.build(spec)
-    fresh = [r for r in _requests(pin_registry, since=start) if r[1].startswith(f"/v2/{repository}/")]
-    assert [m for m, _, _ in fresh] == ["HEAD"]
+    moved = pusher.index(repository, "v1", [("linux", "amd64", None), ("linux", "arm64", "v8")])
+
+    start = _log_size(pin_registry)
+    _check_again(spec, new_process=True)
+    kinds = _kinds(pin_registry, repository, start)
+    assert kinds == [("HEAD", "manifests"), ("GET", "manifests")], kinds  # an index names its platforms
+    assert spec.image_name().endswith(f"@{moved}")
+
+    start = _log_size(pin_registry)
+    _check_again(spec, new_process=True)
+    assert _kinds(pin_registry, repository, start) == [("HEAD", "manifests")]
+    assert spec.image_name().endswith(f"@{moved}")
+
+
+def test_a_tag_whose_platform_check_failed_is_read_again_and_fails_again(
+    engine_env, pin_registry, pusher, registry_users
+):
+    _declare(pin_registry, registry_users.alice_password)
+    spec = _spec(pin_registry, "v1")
+    repository = f"team/{spec.name}"
+    pusher.image(repository, "v1", "linux", "arm64")
+    # the digest's platforms are a fact, kept; the tag is not remembered as checked
+    for expected in ([("GET", "manifests"), ("GET", "blobs")], [("GET", "manifests")]):
+        start = _log_size(pin_registry)
+        with pytest.raises(RegistryError, match="has no linux/amd64 image"):
+            _check_again(spec, new_process=True)
+        assert _kinds(pin_registry, repository, start) == expected
+
+
+def test_without_the_disk_cache_every_process_reads_two_and_never_three(
+    engine_env, pin_registry, pusher, registry_users, monkeypatch
+):
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE", "0")
+    _declare(pin_registry, registry_users.alice_password)
+    spec = _spec(pin_registry, "v1")
+    repository = f"team/{spec.name}"
+    pusher.image(repository, "v1", "linux", "amd64")
+    for _ in range(2):
+        start = _log_size(pin_registry)
+        _check_again(spec, new_process=True)
+        assert _kinds(pin_registry, repository, start) == [("GET", "manifests"), ("GET", "blobs")]
+
+
+def test_the_remembered_tag_names_no_image_and_is_private(engine_env, pin_registry, pusher, registry_users):
+    _declare(pin_registry, registry_users.alice_password)
+    spec = _spec(pin_registry, "v1")
+    digest = pusher.image(f"team/{spec.name}", "v1", "linux", "amd64")
+    ImageBuildEngine.build(spec)
+    directory = user_cache_dir("platforms")
+    tags = [entry for entry in directory.iterdir() if entry.name.startswith("tag-")]
+    mine = [entry for entry in tags if json.loads(entry.read_text()) == digest]
+    assert len(mine) == 1, tags
+    assert stat.S_IMODE(mine[0].stat().st_mode) == 0o600
+    assert spec.name not in mine[0].name and pin_registry.host.split(":")[0] not in mine[0].name
+
+    mine[0].write_text('"sha256:7cb4')  # a torn file is a miss: the tag is read again
+    start = _log_size(pin_registry)
+    _check_again(spec, new_process=True)
+    assert _kinds(pin_registry, f"team/{spec.name}", start) == [("GET", "manifests")]  # platforms still cached
+    assert spec.image_name().endswith(f"@{digest}") and json.loads(mine[0].read_text()) == digest
 
 
 # -- the platform check ---------------------------------------------------------------------------
@@ -501,3 +578,9 @@ def test_a_built_image_is_checked_and_pinned_to_what_was_pushed(
     assert "Verified" in out and "pinned to sha256:" in out
     image = spec.image_name()
     assert image.split("@")[1] == _registry_digest(pin_registry, image, registry_users.alice_password)
+
+    # the push remembered the tag: the next run's check is one HEAD, its platforms cached
+    start = _log_size(pin_registry)
+    _check_again(spec, new_process=True)
+    assert _kinds(pin_registry, f"team/{spec.name}", start) == [("HEAD", "manifests")]
+    assert spec.image_name() == image
