@@ -145,7 +145,7 @@ class QuickChecker:
 
             path = f"/v2/{repository}/manifests/{reference}"
             reply = self._get(repository, path, {"Accept": MANIFEST_ACCEPT}, MANIFEST_BODY_CAP, batch, missing=check)
-            if reply is None:
+            if reply.status == 404:
                 return None
             document = json_object(reply.body)
             if document is None or (check and not DIGEST.match(reply.headers.get("Docker-Content-Digest") or "")):
@@ -169,8 +169,6 @@ class QuickChecker:
             from ._auth import BLOB_JSON_CAP, content_matches, json_object
 
             reply = self._get(repository, f"/v2/{repository}/blobs/{digest}", {}, BLOB_JSON_CAP)
-            if reply is None:
-                raise _Unclean()
             document = json_object(reply.body)
             if document is None or not content_matches(reply.body, digest):
                 raise _Unclean()
@@ -304,18 +302,16 @@ class QuickChecker:
         batch: Callable[[], Iterable[str]] | None = None,
         *,
         missing: bool = False,
-    ) -> _Reply | None:
+    ) -> _Reply:
         """A GET of the registry's, following one redirect (object storage) without our credentials elsewhere.
 
-        ``None`` for the registry's own 404 when ``missing`` allows one.
+        With ``missing``, the registry's own 404 is an answer too (and is returned as it came).
         """
         headers = {**headers, **self._authorization(repository, batch)}
         url = self._known_endpoint().base_url + path
         keep = {200, 404, *_REDIRECTS} if missing else {200, *_REDIRECTS}
         reply = self._send("GET", url, headers, keep=keep, cap=cap)
-        if reply.status == 404:
-            return None
-        if reply.status == 200:
+        if reply.status in (200, 404):
             return reply
         target = self._redirect(url, reply.headers.get("Location") or "")
         if _origin(target) != _origin(url):

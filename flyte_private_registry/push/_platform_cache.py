@@ -28,6 +28,8 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._platform import Platform
 from ..distribution._private_dir import PrivateDir, user_cache_dir
+from ..distribution._spec import DIGEST
+from ..distribution._token_cache import disk_cache_enabled
 
 #: Entries not written for this long are removed by the daily sweep.
 MAX_AGE_SECONDS = 30 * 86400
@@ -35,7 +37,6 @@ _SWEEP_EVERY_SECONDS = 86400
 #: An empty file whose modification time is the last sweep's.
 _SWEPT = "swept"
 _NAME = re.compile(r"[a-z0-9]+-[a-f0-9]{32,128}\.json", re.ASCII)
-_FALSE = ("0", "false", "no", "off")
 
 #: Per process: platforms by digest, digests by tag key.
 _platforms: dict[str, tuple[Platform, ...]] = {}
@@ -81,8 +82,6 @@ def keep(digest: str, found: list[Platform]) -> tuple[Platform, ...]:
 
 def known_digest(host: str, repository: str, tag: str) -> str | None:
     """The digest ``tag`` had when its platforms were last read here (this process or an earlier one), or ``None``."""
-    from ..distribution._spec import DIGEST
-
     key = _tag_key(host, repository, tag)
     with _lock:
         found = _tags.get(key)
@@ -94,8 +93,6 @@ def known_digest(host: str, repository: str, tag: str) -> str | None:
 
 def remember_digest(host: str, repository: str, tag: str, digest: str) -> None:
     """After a passed platform check: the tag's next check is a ``HEAD``."""
-    from ..distribution._spec import DIGEST
-
     if not DIGEST.match(digest):
         return
     key = _tag_key(host, repository, tag)
@@ -106,7 +103,7 @@ def remember_digest(host: str, repository: str, tag: str, digest: str) -> None:
 
 # -- the directory ----------------------------------------------------------------------------------
 def _disk() -> PrivateDir | None:
-    if os.environ.get("FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE", "1").strip().lower() in _FALSE:
+    if not disk_cache_enabled():
         return None
     return PrivateDir(user_cache_dir("platforms"), _ours)
 
