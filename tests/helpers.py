@@ -64,10 +64,11 @@ def docker_push(engine, source: str, image: str, username: str, password: str, c
     return engine.image_digest(image)
 
 
-def push_oci_manifest(registry, credential, ca_file, repository: str, tag: str) -> str:
+def push_oci_manifest(registry, credential, ca_file, repository: str, tag: str, label: str | None = None) -> str:
     """Upload a config blob and an OCI image manifest (no layers) through the v2 API; return its digest.
 
-    An OCI manifest is what a narrow Accept list misses, so the tests use one on purpose.
+    An OCI manifest is what a narrow Accept list misses, so the tests use one on purpose. A
+    ``label`` gives the image a config (and so a digest) of its own.
     """
     import hashlib
     import json
@@ -81,6 +82,8 @@ def push_oci_manifest(registry, credential, ca_file, repository: str, tag: str) 
         http: httpx.Client = client._http
         base = client._url("")
         config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+        if label is not None:
+            config = config[:-1] + b',"config":{"Labels":' + json.dumps({"label": label}).encode() + b"}}"
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         start = http.post(f"{base}/v2/{repository}/blobs/uploads/")
         assert start.status_code == 202, start.text

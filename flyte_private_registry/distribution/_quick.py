@@ -106,6 +106,20 @@ class QuickChecker:
         self._guard = threading.Lock()  # the connections, against the watchdog closing them
         self._at = 0.0
         self._expired = False
+        self._fetches = True  # a sibling only uses tokens its parent fetched
+
+    def sibling(self) -> QuickChecker:
+        """A checker on connections of its own that shares what this one learnt (the endpoint, the tokens).
+
+        For checks run alongside this one's (``push/_lookahead.py``): it never fetches a token,
+        so a run still makes one token request per registry; a repository its parent's token does
+        not cover is :data:`UNKNOWN`.
+        """
+        other = QuickChecker(
+            self.host, self._credential, insecure=self._declared_insecure, ca_file=self._ca_file, timeout=self._budget
+        )
+        other._cache, other._endpoint, other._fetches = self._cache, self._endpoint, False
+        return other
 
     # -- the calls -----------------------------------------------------------------------------
     def manifest_digest(
@@ -129,6 +143,15 @@ class QuickChecker:
             return digest
 
         return self._call(head)
+
+    def ready(self, repository: str, *, batch: Callable[[], Iterable[str]] | None = None) -> bool:
+        """Log in for ``repository`` (and the batch's) now, as a check would: what :meth:`sibling` checks use."""
+
+        def login() -> bool:
+            self._authorization(repository, batch)
+            return True
+
+        return self._call(login) is True
 
     def manifest(
         self, repository: str, reference: str, *, batch: Callable[[], Iterable[str]] | None = None, check: bool = False
@@ -258,6 +281,8 @@ class QuickChecker:
             return self._basic()
         wanted = repository_scope(repository, ("pull",))
         found = self._cache.find(scope_atoms([wanted]))
+        if found is None and not self._fetches:
+            raise _Unclean()
         token = found.value if found is not None else self._fetch_token(endpoint, wanted, batch)
         return {"Authorization": f"Bearer {token}"}
 

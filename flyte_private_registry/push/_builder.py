@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .._declaration import PrivateRegistry
     from ..credentials import Credential, Resolution
     from ..distribution._quick import QuickChecker
+    from ._lookahead import Lookahead
 
 BUILDER_NAME = "private-registry"
 #: Above every builder flytekit and its plugins register (default 1, envd 5, union 10).
@@ -50,6 +51,7 @@ class _Session:
     checked: set[str] = field(default_factory=set)
     prepared: set[str] = field(default_factory=set)
     prefetched: set[tuple[str, ...]] = field(default_factory=set)
+    ahead: Lookahead | None = None  # the other loaded images, checked alongside (``_lookahead``)
     _client: Any = None
     _quick: QuickChecker | None = None
 
@@ -57,10 +59,15 @@ class _Session:
     def client(self) -> Any:
         """The full registry client, made on first use (importing httpx costs more than a whole stdlib check)."""
         if self._client is None:
-            self._client = self.registry.client(actions=("pull", "push"), resolution=self.resolution)
-            if self._quick is not None:
-                self._quick.close()
+            self.leave_quick()
         return self._client
+
+    def leave_quick(self) -> None:
+        """This registry's checks go to the full client from now on (it retries, and explains a refusal)."""
+        if self._client is None:
+            self._client = self.registry.client(actions=("pull", "push"), resolution=self.resolution)
+        if self._quick is not None:
+            self._quick.close()
 
     @property
     def quick(self) -> QuickChecker | None:
@@ -181,25 +188,35 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
 
         quick = session.quick
         if quick is not None:
-            batch = partial(visible_repositories, session.registry, spec) if spec is not None else None
-            if read:
-                from ..distribution._auth import Manifest
-                from ._pinning import learn_platforms
+            from ._pinning import check_tag
 
-                manifest = quick.manifest(repository, reference, batch=batch, check=True)
-                if isinstance(manifest, Manifest):
-                    learn_platforms(quick, repository, manifest)
-                    return manifest.digest
-                if manifest is None:
-                    return None
-            else:
-                digest = quick.manifest_digest(repository, reference, batch=batch)  # listed only if a token is fetched
-                if digest is None or isinstance(digest, str):
-                    return digest
+            batch = partial(visible_repositories, session.registry, spec) if spec is not None else None
+            # the batch is listed only if a token is fetched
+            digest = check_tag(quick, repository, reference, read=read, batch=batch)
+            if digest is None or isinstance(digest, str):
+                return digest
         if spec is not None:
             self._prefetch(session, spec)
         with self._explained(session):
             return session.client.manifest_digest(repository, reference)
+
+    @staticmethod
+    def _look_ahead(session: _Session, spec: ImageSpec, repository: str, tag: str) -> None:
+        """At a registry's first check: log in for every loaded repository, then check the other images alongside."""
+        quick = session.quick
+        if session.ahead is not None or quick is None:
+            return
+        from ._lookahead import Lookahead, predicted_jobs
+        from ._visible import visible_repositories
+
+        jobs = predicted_jobs(session.registry, (repository, tag))
+        if not jobs:
+            session.ahead = Lookahead()  # nothing to look at: the usual checks
+        elif quick.ready(repository, batch=partial(visible_repositories, session.registry, spec)):
+            session.ahead = Lookahead(quick, jobs)
+        else:
+            session.ahead = Lookahead()
+            session.leave_quick()  # a login the stdlib path cannot judge is not tried twice
 
     def login(self, session: _Session, repository: str, spec: ImageSpec | None = None) -> None:
         """Fail fast: prove the credential can push to ``repository`` before anything is built.
@@ -268,7 +285,15 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         # a tag seen before is HEADed (its platforms are cached by digest); a new one is read once for both
         platforms = not force and bool(wanted_platforms(target, image_spec))
         known = known_digest(target.host, repository, tag) if platforms else None
-        digest = self._digest(session, repository, tag, image_spec, read=platforms and known is None)
+        digest = None
+        if not force:
+            self._look_ahead(session, image_spec, repository, tag)
+            digest = session.ahead.take(repository, tag) if session.ahead is not None else None
+            if not isinstance(digest, str) and digest is not None:  # an answer the stdlib path did not judge
+                session.leave_quick()
+                digest = None
+        if digest is None:
+            digest = self._digest(session, repository, tag, image_spec, read=platforms and known is None)
         if digest is not None and not force:
             _echo(f"Image {image} found in private registry {target.registry} ({digest[:19]}). Skip building.")
             self._pin(session, image_spec, digest, known=known)  # flytekit records nothing when we skip the build

@@ -24,7 +24,7 @@ or ``FLYTE_PRIVATE_REGISTRY_PIN_DIGEST=false``; platforms: ``PrivateRegistry(pla
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec
@@ -160,6 +160,38 @@ def learn_platforms(quick: QuickChecker, repository: str, manifest: Manifest) ->
     found = _manifest_platforms(quick, repository, manifest)
     if found is not None:
         _platform_cache.keep(manifest.digest, found)
+
+
+def check_tag(
+    quick: QuickChecker,
+    repository: str,
+    reference: str,
+    *,
+    read: bool,
+    batch: Callable[[], Iterable[str]] | None = None,
+) -> object:
+    """The stdlib existence check: a digest, ``None`` for a 404, or ``UNKNOWN`` (the full client's turn).
+
+    With ``read``, the manifest is fetched by ``GET`` rather than ``HEAD`` and its body feeds the
+    platform check: a tag checked for the first time costs two requests, not three.
+    """
+    if not read:
+        return quick.manifest_digest(repository, reference, batch=batch)  # a warm HEAD loads no challenge rules
+    from ..distribution._auth import Manifest
+
+    manifest = quick.manifest(repository, reference, batch=batch, check=True)
+    if isinstance(manifest, Manifest):
+        learn_platforms(quick, repository, manifest)
+        return manifest.digest
+    return manifest
+
+
+def read_platforms(quick: QuickChecker, repository: str, digest: str) -> None:
+    """Have the platforms of ``digest`` in the cache if the stdlib path can read them (a check run alongside)."""
+    if _platform_cache.platforms(digest) is None:
+        found = _quick_platforms(quick, repository, digest)
+        if found is not None:
+            _platform_cache.keep(digest, found)
 
 
 def _index_platforms(manifest: Manifest) -> list[Platform]:

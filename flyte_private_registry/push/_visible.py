@@ -5,8 +5,9 @@ Why: ``pyflyte package/register/run --remote`` imports every workflow module fir
 tasks (and so all their ImageSpecs) exist in ``FlyteEntities.entities``. Their repository names
 (``registry`` + ``name``) are final then; their tags are not: flytekit sets ``source_root`` and
 the copy mode from the serialization settings just before it builds each spec, and the tag
-hashes those. So tokens are fetched for all repositories at once, and each image is still
-checked (one HEAD) when flytekit asks for it, under the tag flytekit will register.
+hashes those. So tokens are fetched for all repositories at once, and each image is checked
+under the tag flytekit will register: when flytekit asks for it, or alongside by
+:mod:`._lookahead`, which works the tags out with flytekit's own code from the specs listed here.
 """
 
 from __future__ import annotations
@@ -31,6 +32,32 @@ def _images(entity: Any) -> list[Any]:
         if value is not None:
             found.append(value)
     return found
+
+
+def visible_specs(registry: PrivateRegistry, limit: int) -> list[Any]:
+    """Distinct ImageSpecs under ``registry`` that Python tasks flytekit has loaded run on (``container_image``).
+
+    Only those: flytekit sets their copy handling from the serialization settings before it
+    builds them, which :mod:`._lookahead` repeats on copies. A ContainerTask's spec is not.
+    """
+    from flytekit.core.context_manager import FlyteEntities
+    from flytekit.image_spec.image_spec import ImageSpec
+
+    from .._catalog import CATALOG
+
+    found: dict[int, Any] = {}
+    for entity in list(FlyteEntities.entities):
+        if len(found) >= limit:
+            break
+        try:
+            spec = getattr(entity, "container_image", None)
+        except Exception:  # a property of someone else's task must not break serialization
+            continue
+        if not isinstance(spec, ImageSpec) or id(spec) in found or not (spec.registry and spec.name):
+            continue
+        if CATALOG.for_spec(spec.registry, spec.name) is registry:
+            found[id(spec)] = spec
+    return list(found.values())
 
 
 def visible_repositories(registry: PrivateRegistry, *extra: Any) -> list[str]:

@@ -231,6 +231,31 @@ def test_a_missing_image_is_a_404_without_httpx(token_registry, token_server, re
     assert [(m, s) for m, _, s in log.requests()] == [("GET", 401), ("HEAD", 404)]
 
 
+def test_a_sibling_uses_the_token_its_parent_fetched_and_never_fetches_one(
+    token_registry, token_server, registry_users, ca, monkeypatch
+):
+    """Checks made alongside (push/_lookahead.py) keep a run at one token request per registry."""
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE", "0")  # shared in memory, not read back from disk
+    password = registry_users.alice_password
+    repository = f"sibling-{uuid.uuid4().hex[:8]}/app"
+    digest = push_oci_manifest(token_registry, _cred(password), ca.ca_file, repository, "v1")
+    parent = QuickChecker(token_registry.host, _cred(password), ca_file=ca.ca_file)
+    token_server.clear_requests()
+
+    early = parent.sibling()
+    assert early.manifest_digest(repository, "v1") is UNKNOWN  # no token yet: the caller's own check asks
+    assert token_server.requests == []
+    assert parent.ready(repository)
+    assert len(token_server.requests_by("alice")) == 1
+    late = parent.sibling()
+    log = _Log(token_registry)
+    assert late.manifest_digest(repository, "v1") == digest
+    assert len(token_server.requests_by("alice")) == 1
+    assert [(m, p) for m, p, _ in log.requests()] == [("HEAD", f"/v2/{repository}/manifests/v1")]
+    for checker in (early, late, parent):
+        checker.close()
+
+
 def test_a_basic_registry_first_and_next_run(basic_registry, registry_users, tmp_path):
     """Plain HTTP on loopback (https refused first, as the full client tries it), htpasswd Basic auth."""
     password = registry_users.alice_password
