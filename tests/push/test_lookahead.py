@@ -9,6 +9,7 @@ under the run's serialization settings (``update_image_spec_copy_handling``, the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -88,6 +89,20 @@ class _Run:
         """A new declaration starts a new builder session: what a new ``pyflyte`` process has."""
         return PrivateRegistry(self.prefix, username="alice", password=self.password, ca_file=self.ca_file)
 
+    @contextlib.contextmanager
+    def first_asked(self, count: int = 2) -> Iterator[tuple[_Log, SerializationSettings, str]]:
+        """Serializing, once flytekit asked about the first image and ``count`` requests for each other one came in.
+
+        Nobody has asked about the others yet: those requests were made alongside.
+        """
+        self.declare()
+        log = _Log(self.registry)
+        settings = _settings()
+        with _serializing(settings):
+            first = self.tasks[0].get_image(settings)
+            assert log.wait_for(self.repositories[1:], count), log.requests()
+            yield log, settings, first
+
     def expected(self, index: int) -> str:
         return f"{self.prefix}/app{index}:{self.tags[index]}@{self.digests[index]}"
 
@@ -127,14 +142,8 @@ def rig(token_registry, token_server, registry_users, ca) -> _Run:
 
 
 def test_a_first_run_checks_the_other_images_alongside_and_each_image_once(rig, token_registry, token_server):
-    rig.declare()
     token_server.clear_requests()
-    log = _Log(token_registry)
-    settings = _settings()
-    with _serializing(settings):
-        first = rig.tasks[0].get_image(settings)
-        # nobody asked about the other three yet: they are being read alongside
-        assert log.wait_for(rig.repositories[1:], 2), log.requests()
+    with rig.first_asked() as (log, settings, first):
         rest = [t.get_image(settings) for t in rig.tasks[1:]]
 
     assert [first, *rest] == [rig.expected(i) for i in range(4)]
@@ -156,12 +165,8 @@ def test_a_later_run_heads_the_others_alongside_with_no_token_request(rig, token
     _platform_cache.forget()
     for spec in rig.specs:  # flytekit's tag is per spec object and process: a new process works it out again
         vars(spec).pop("tag", None)
-    rig.declare()
     token_server.clear_requests()
-    log = _Log(token_registry)
-    with _serializing(settings):
-        first = rig.tasks[0].get_image(settings)
-        assert log.wait_for(rig.repositories[1:], 1), log.requests()
+    with rig.first_asked(1) as (log, settings, first):
         rest = [t.get_image(settings) for t in rig.tasks[1:]]
 
     assert [first, *rest] == [rig.expected(i) for i in range(4)]
@@ -174,12 +179,7 @@ def test_a_wrong_guess_costs_requests_never_a_wrong_answer(rig, token_registry, 
     changed = ImageSpec(name="app1", registry=rig.prefix, env={"I": "changed"})
     credential = Credential("alice", SecretStr(registry_users.alice_password), source="test")
     digest = push_oci_manifest(token_registry, credential, ca.ca_file, rig.repositories[1], changed.tag, label="new")
-    rig.declare()
-    log = _Log(token_registry)
-    settings = _settings()
-    with _serializing(settings):
-        rig.tasks[0].get_image(settings)
-        assert log.wait_for(rig.repositories[1:], 2)
+    with rig.first_asked() as (log, settings, _):
         rig.specs[1].env = {"I": "changed"}  # e.g. a module that sets the spec up after import
         image = rig.tasks[1].get_image(settings)
 
@@ -188,14 +188,9 @@ def test_a_wrong_guess_costs_requests_never_a_wrong_answer(rig, token_registry, 
     assert paths == [f"/v2/{rig.repositories[1]}/manifests/{t}" for t in (rig.tags[1], changed.tag)]
 
 
-def test_an_answer_older_than_the_freshness_limit_is_not_taken(rig, token_registry, monkeypatch):
+def test_an_answer_older_than_the_freshness_limit_is_not_taken(rig, monkeypatch):
     monkeypatch.setattr(_lookahead, "FRESH_SECONDS", 0.0)
-    rig.declare()
-    log = _Log(token_registry)
-    settings = _settings()
-    with _serializing(settings):
-        rig.tasks[0].get_image(settings)
-        assert log.wait_for(rig.repositories[1:], 2)
+    with rig.first_asked() as (log, settings, _):
         assert rig.tasks[1].get_image(settings) == rig.expected(1)
 
     # read alongside (manifest, config), then checked again when asked: the platforms are cached by digest
