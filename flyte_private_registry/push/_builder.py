@@ -266,6 +266,7 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
 
     # -- ImageSpecBuilder --------------------------------------------------------------------
     def should_build(self, image_spec: ImageSpec) -> bool:
+        from ..distribution._quick import UNKNOWN
         from ._pinning import forget, plain_name, wanted_platforms
         from ._platform_cache import known_digest
 
@@ -288,10 +289,10 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         digest = None
         if not force:
             self._look_ahead(session, image_spec, repository, tag)
-            digest = session.ahead.take(repository, tag) if session.ahead is not None else None
-            if not isinstance(digest, str) and digest is not None:  # an answer the stdlib path did not judge
+            answer = session.ahead.take(repository, tag) if session.ahead is not None else None
+            if answer is UNKNOWN:  # an answer the stdlib path did not judge: the full client's turn
                 session.leave_quick()
-                digest = None
+            digest = answer if isinstance(answer, str) else None
         if digest is None:
             digest = self._digest(session, repository, tag, image_spec, read=platforms and known is None)
         if digest is not None and not force:

@@ -141,13 +141,10 @@ def platforms_of(
     A cached answer makes no request; otherwise ``quick`` (the stdlib path) reads the manifest and
     config, and ``client`` is called only when it cannot: a first run stays without httpx.
     """
-    cached = _platform_cache.platforms(digest)
-    if cached is not None:
-        return cached
-    found = _quick_platforms(quick, repository, digest) if quick is not None else None
-    if found is None:
-        found = _full_platforms(client(), image, repository, digest)
-    return _platform_cache.keep(digest, found)
+    found = read_platforms(quick, repository, digest) if quick is not None else _platform_cache.platforms(digest)
+    if found is not None:
+        return found
+    return _platform_cache.keep(digest, _full_platforms(client(), image, repository, digest))
 
 
 def learn_platforms(quick: QuickChecker, repository: str, manifest: Manifest) -> None:
@@ -186,12 +183,13 @@ def check_tag(
     return manifest
 
 
-def read_platforms(quick: QuickChecker, repository: str, digest: str) -> None:
-    """Have the platforms of ``digest`` in the cache if the stdlib path can read them (a check run alongside)."""
-    if _platform_cache.platforms(digest) is None:
-        found = _quick_platforms(quick, repository, digest)
-        if found is not None:
-            _platform_cache.keep(digest, found)
+def read_platforms(quick: QuickChecker, repository: str, digest: str) -> tuple[Platform, ...] | None:
+    """The platforms of ``digest`` from the cache or the stdlib path (kept); ``None`` when it cannot read them."""
+    cached = _platform_cache.platforms(digest)
+    if cached is not None:
+        return cached
+    found = _quick_platforms(quick, repository, digest)
+    return _platform_cache.keep(digest, found) if found is not None else None
 
 
 def _index_platforms(manifest: Manifest) -> list[Platform]:

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 MAX_REPOSITORIES = 500
 
 
-def _images(entity: Any) -> list[Any]:
+def _images(entity: Any, attributes: tuple[str, ...] = ("container_image", "_image")) -> list[Any]:
     """An entity's ImageSpec or image string: ``container_image`` (Python tasks), ``_image`` (ContainerTask)."""
     found = []
-    for attribute in ("container_image", "_image"):
+    for attribute in attributes:
         try:
             value = getattr(entity, attribute, None)
         except Exception:  # a property of someone else's task must not break serialization
@@ -46,13 +46,9 @@ def visible_specs(registry: PrivateRegistry, limit: int) -> list[Any]:
     from .._catalog import CATALOG
 
     found: dict[int, Any] = {}
-    for entity in list(FlyteEntities.entities):
+    for spec in (i for entity in list(FlyteEntities.entities) for i in _images(entity, ("container_image",))):
         if len(found) >= limit:
             break
-        try:
-            spec = getattr(entity, "container_image", None)
-        except Exception:  # a property of someone else's task must not break serialization
-            continue
         if not isinstance(spec, ImageSpec) or id(spec) in found or not (spec.registry and spec.name):
             continue
         if CATALOG.for_spec(spec.registry, spec.name) is registry:
