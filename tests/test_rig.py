@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from provider_rig import wait_until_daemon_resolves
 from rig import (
     CertificateAuthority,
     DockerEngine,
+    LatencyProxy,
     Registry,
     TokenServer,
     UserSpec,
@@ -117,6 +119,57 @@ def test_free_port_is_bindable_and_wait_for_port_times_out() -> None:
         wait_for_port("127.0.0.1", port, timeout=2)
     with pytest.raises(TimeoutError, match=str(port)):
         wait_for_port("127.0.0.1", port, timeout=0.3)
+
+
+# ---------------------------------------------------------------------------- latency proxy
+def test_latency_proxy_delays_each_round_trip_and_keeps_the_bytes() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with LatencyProxy.start(server.getsockname(), 0.02) as proxy:
+            client = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+            peer, _ = server.accept()
+            with client, peer:
+                payload = os.urandom(200_000)
+                started = time.monotonic()
+                client.sendall(payload)
+                received = b""
+                while len(received) < len(payload):
+                    received += peer.recv(1 << 16)
+                peer.sendall(b"ok")
+                assert client.recv(2) == b"ok"
+                elapsed = time.monotonic() - started
+            assert received == payload
+            assert elapsed >= 0.04  # there and back, 20 ms each way
+            assert proxy.connections == 1
+
+
+def test_slow_connect_delays_only_the_named_ports(tmp_path: Path) -> None:
+    """The child-process half of a far registry: a connect to the proxy's port waits the round trip."""
+    with socket.socket() as slow, socket.socket() as fast:
+        for listener in (slow, fast):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        probe = (
+            "import socket, sys, time\n"
+            "for port in map(int, sys.argv[1:]):\n"
+            "    t = time.monotonic(); socket.create_connection(('127.0.0.1', port)).close()\n"
+            "    print(round(time.monotonic() - t, 3))\n"
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).parent / "rig" / "slow_connect"),
+            "RIG_CONNECT_DELAY": f"{slow.getsockname()[1]}@0.2",
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(slow.getsockname()[1]), str(fast.getsockname()[1])],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    assert float(out[0]) >= 0.2
+    assert float(out[1]) < 0.1
 
 
 # ---------------------------------------------------------------------------- docker engine

@@ -8,6 +8,7 @@ from ._process import MissingBinaryError, RigError
 from .docker_engine import DockerCommandError, DockerEngine
 from .fault_registry import FaultRegistry
 from .hosts import hosts_entries
+from .latency import LatencyProxy
 from .ports import free_port, wait_for_port
 from .registry import Registry
 from .tls import CertificateAuthority, SigningKey, libtrust_key_id, make_signing_key
@@ -18,6 +19,7 @@ __all__ = [
     "DockerCommandError",
     "DockerEngine",
     "FaultRegistry",
+    "LatencyProxy",
     "MissingBinaryError",
     "Registry",
     "RigError",
