@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import threading
 import time
 import urllib.request
@@ -143,6 +144,45 @@ class QuickChecker:
             return digest
 
         return self._call(head)
+
+    def reach(self) -> bool:
+        """Know the registry's endpoint (remembered, or ``GET /v2/``); ``False`` if this path cannot judge it."""
+        return self._call(lambda: self._known_endpoint() is not None) is True
+
+    def open(self) -> float | None:
+        """Connect to the registry now, before there is anything to ask: the TCP connect's seconds, or ``None``.
+
+        For checks made alongside (``push/_lookahead.py``): their connections are set up while the
+        first check logs in, and a TCP connect takes one round trip, which tells a registry across
+        a network, where more connections pay, from one nearby. ``None`` if the connection is
+        already open or could not be made (the first request then tries as usual).
+        """
+
+        def connect() -> float | None:
+            parts = urlsplit(self._known_endpoint().base_url)
+            key = (parts.scheme, parts.hostname or "", parts.port)
+            connection = self._connection(key)
+            if connection.sock is not None:
+                return None
+            started = time.monotonic()
+            sock = socket.create_connection((connection.host, connection.port), max(self._at - started, 0.001))
+            seconds = time.monotonic() - started
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's own connect
+                if parts.scheme == "https":
+                    sock = self._context().wrap_socket(sock, server_hostname=connection.host)
+            except BaseException:
+                sock.close()
+                raise
+            with self._guard:
+                if self._connections.get(key) is not connection:  # closed meanwhile (the budget ran out)
+                    sock.close()
+                    raise _Unclean()
+                connection.sock = sock
+            return seconds
+
+        seconds = self._call(connect)
+        return seconds if isinstance(seconds, float) else None
 
     def ready(self, repository: str, *, batch: Callable[[], Iterable[str]] | None = None) -> bool:
         """Log in for ``repository`` (and the batch's) now, as a check would: what :meth:`sibling` checks use."""
@@ -409,12 +449,14 @@ class QuickChecker:
             if not host or scheme not in ("http", "https") or _proxied(scheme, host):
                 raise _Unclean()
             if scheme == "https":
-                context = context_for(DOCKER_CERTS_DIR, self.api_host, self._ca_file)
-                connection = http.client.HTTPSConnection(host, port, timeout=self._budget, context=context)
+                connection = http.client.HTTPSConnection(host, port, timeout=self._budget, context=self._context())
             else:
                 connection = http.client.HTTPConnection(host, port, timeout=self._budget)
             self._connections[key] = connection
             return connection
+
+    def _context(self) -> ssl.SSLContext:
+        return context_for(DOCKER_CERTS_DIR, self.api_host, self._ca_file)
 
     def _drop(self, key: tuple[str, str, int | None]) -> None:
         with self._guard:

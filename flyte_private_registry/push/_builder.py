@@ -210,13 +210,19 @@ class PrivateRegistryBuilder(ImageSpecBuilder):
         from ._visible import visible_repositories
 
         jobs = predicted_jobs(session.registry, (repository, tag))
+        session.ahead = Lookahead()  # nothing to look at, or a failed login: the usual checks
         if not jobs:
-            session.ahead = Lookahead()  # nothing to look at: the usual checks
-        elif quick.ready(repository, batch=partial(visible_repositories, session.registry, spec)):
-            session.ahead = Lookahead(quick, jobs)
-        else:
-            session.ahead = Lookahead()
+            return
+        if not quick.reach():
             session.leave_quick()  # a login the stdlib path cannot judge is not tried twice
+            return
+        ahead = Lookahead(quick, jobs)  # the helpers connect while the token is fetched
+        if quick.ready(repository, batch=partial(visible_repositories, session.registry, spec)):
+            ahead.start()
+            session.ahead = ahead
+        else:
+            ahead.cancel()
+            session.leave_quick()
 
     def login(self, session: _Session, repository: str, spec: ImageSpec | None = None) -> None:
         """Fail fast: prove the credential can push to ``repository`` before anything is built.

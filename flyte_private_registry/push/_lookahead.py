@@ -38,8 +38,12 @@ if TYPE_CHECKING:
 FRESH_SECONDS = 60.0
 #: Connections used alongside, each a TLS handshake. Measured on 2 cores against a local registry,
 #: three beat one and two for first runs (a GET and a config read per image) and for later ones
-#: (a HEAD each); over a network, where each check is a round trip, they gain more.
+#: (a HEAD each).
 WORKERS = 3
+#: Across a network each check waits a round trip or two, and a handshake's CPU is small beside
+#: that: when a helper's TCP connect takes :data:`FAR_SECONDS` or more, up to this many check at once.
+FAR_WORKERS = 8
+FAR_SECONDS = 0.01
 #: Specs looked at in one run (a run with more checks the rest as before).
 MAX_SPECS = 100
 
@@ -61,8 +65,10 @@ class _Job:
 class Lookahead:
     """The checks of one registry's other images in a run; :meth:`take` hands each answer over once.
 
-    ``quick`` must be logged in for their repositories (:meth:`QuickChecker.ready`): the checks
-    use its token and never fetch one.
+    ``quick`` must know the registry's endpoint (:meth:`QuickChecker.reach`). The helpers connect
+    at once, while the caller logs in for their repositories (:meth:`QuickChecker.ready`), and
+    check only after :meth:`start`: they use that token and never fetch one. After
+    :meth:`cancel` (the login failed) they leave without a request.
     """
 
     def __init__(self, quick: QuickChecker | None = None, jobs: list[_Job] | None = None) -> None:
@@ -71,11 +77,21 @@ class Lookahead:
         self._jobs = {(job.repository, job.tag): job for job in jobs}
         self._queue = deque(jobs)
         self._lock = threading.Lock()
-        for _ in range(min(WORKERS, len(jobs)) if quick is not None else 0):
-            worker = threading.Thread(
-                target=self._work, args=(quick.sibling(),), name="flyte-private-registry-check", daemon=True
-            )
-            worker.start()
+        self._quick = quick
+        self._workers = min(WORKERS, len(jobs)) if quick is not None else 0
+        self._grown = False
+        self._go = threading.Event()  # set once ``quick`` holds the token the checks use
+        for _ in range(self._workers):
+            self._spawn()
+
+    def start(self) -> None:
+        """The login is done: the helpers, connected meanwhile, start checking."""
+        self._go.set()
+
+    def cancel(self) -> None:
+        """The login failed: the helpers leave without a request."""
+        self._stop()
+        self._go.set()
 
     def take(self, repository: str, tag: str) -> object:
         """The digest found alongside for this exact tag, ``UNKNOWN``, or ``None``: check it as usual.
@@ -99,8 +115,34 @@ class Lookahead:
             return None
         return job.answer
 
+    def _spawn(self) -> None:
+        assert self._quick is not None
+        worker = threading.Thread(
+            target=self._work, args=(self._quick.sibling(),), name="flyte-private-registry-check", daemon=True
+        )
+        worker.start()
+
+    def _grow(self) -> None:
+        """A registry across a network: more checks at once (once per run)."""
+        with self._lock:
+            if self._grown:
+                return
+            self._grown = True
+            extra = min(FAR_WORKERS, len(self._queue)) - self._workers
+            self._workers += max(extra, 0)
+        for _ in range(extra):
+            self._spawn()
+
     def _work(self, quick: QuickChecker) -> None:
+        from ..distribution._quick import BUDGET_SECONDS
+
         try:
+            seconds = quick.open()  # while the caller logs in
+            if seconds is not None and seconds >= FAR_SECONDS:
+                self._grow()
+            if not self._go.wait(2 * BUDGET_SECONDS):  # the login's calls end within their budgets
+                self._stop()
+                return
             while True:
                 with self._lock:
                     if not self._queue:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from helpers import push_oci_manifest
 from pydantic import SecretStr
-from rig import CertificateAuthority, FaultRegistry, Registry
+from rig import CertificateAuthority, FaultRegistry, LatencyProxy, Registry
 
 from flyte_private_registry import FlytePrivateRegistryError, RegistryClient, RetryPolicy
 from flyte_private_registry.credentials import Credential
@@ -377,6 +377,31 @@ def test_credentials_never_go_to_an_http_realm_of_an_https_registry(canary_passw
         declared = QuickChecker(reg.host, _cred(canary_password), ca_file=ca.ca_file, insecure=True)
         assert declared.manifest_digest("team/app", "v1") == DIGEST  # the full client's rule: declared insecure
         assert len(reg.requests("/token", listener="plain")) == 1
+
+
+def test_a_connection_opened_ahead_serves_the_next_check(token_registry, token_server, registry_users, ca, monkeypatch):
+    """Helpers connect while the first check logs in (push/_lookahead.py), then check on that connection."""
+    monkeypatch.setenv("FLYTE_PRIVATE_REGISTRY_TOKEN_CACHE", "0")
+    password = registry_users.alice_password
+    repository = f"ahead-{uuid.uuid4().hex[:8]}/app"
+    digest = push_oci_manifest(token_registry, _cred(password), ca.ca_file, repository, "v1")
+    with LatencyProxy.start(("127.0.0.1", token_registry.port), 0.0) as proxy:
+        parent = QuickChecker(proxy.address, _cred(password), ca_file=ca.ca_file)
+        assert parent.reach()  # GET /v2/, on the parent's connection
+        helper = parent.sibling()
+        seconds = helper.open()
+        assert isinstance(seconds, float) and seconds >= 0
+        assert helper.open() is None  # open already
+        assert proxy.connections == 2
+        assert parent.ready(repository)
+        assert helper.manifest_digest(repository, "v1") == digest
+        assert proxy.connections == 2  # no new connection for the check
+        monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # left to httpx: nothing is opened here
+        monkeypatch.setenv("NO_PROXY", "")
+        assert parent.sibling().open() is None
+        assert proxy.connections == 2
+        for checker in (helper, parent):
+            checker.close()
 
 
 def test_a_proxy_in_the_environment_is_left_to_httpx(canary_password, monkeypatch):

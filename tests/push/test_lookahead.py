@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -27,7 +28,7 @@ from flytekit.core.context_manager import FlyteContextManager
 from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec
 from helpers import push_oci_manifest
 from pydantic import SecretStr
-from rig import FaultRegistry, Registry
+from rig import FaultRegistry, LatencyProxy, Registry
 
 from flyte_private_registry import PrivateRegistry
 from flyte_private_registry.credentials import Credential
@@ -67,10 +68,12 @@ class _Log:
 class _Run:
     """One workflow module's worth of tasks on ImageSpecs under a fresh prefix, each image pushed."""
 
-    def __init__(self, registry: Registry, password: str, ca_file: Path, count: int, push: bool = True) -> None:
+    def __init__(
+        self, registry: Registry, password: str, ca_file: Path, count: int, push: bool = True, host: str | None = None
+    ) -> None:
         self.registry, self.ca_file = registry, ca_file
         run = uuid.uuid4().hex[:8]
-        self.prefix = f"{registry.host}/la-{run}"
+        self.prefix = f"{host or registry.host}/la-{run}"  # host: another way to reach the registry
         self.specs = [ImageSpec(name=f"app{i}", registry=self.prefix, env={"I": str(i)}) for i in range(count)]
         self.tasks = [_task(spec, f"la_{run}_{i}") for i, spec in enumerate(self.specs)]
         self.repositories = [f"la-{run}/app{i}" for i in range(count)]
@@ -186,6 +189,43 @@ def test_a_wrong_guess_costs_requests_never_a_wrong_answer(rig, token_registry, 
     assert image == f"{rig.prefix}/app1:{changed.tag}@{digest}"
     paths = [p for m, p in log.requests() if m == "GET" and p.startswith(f"/v2/{rig.repositories[1]}/manifests/")]
     assert paths == [f"/v2/{rig.repositories[1]}/manifests/{t}" for t in (rig.tags[1], changed.tag)]
+
+
+@pytest.mark.parametrize("far", [False, True], ids=["near", "far"])
+def test_a_registry_across_a_network_is_checked_on_more_connections(
+    token_registry, token_server, registry_users, ca, monkeypatch, far
+):
+    """A helper's connect that waits a round trip brings more helpers; a registry nearby keeps three.
+
+    The registry is reached through a LatencyProxy (20 ms round trips when far). A userspace proxy
+    cannot delay the kernel's TCP handshake, so the connect's own round trip is a stand-in: a
+    sleep in ``socket.create_connection`` for the proxy's port (what rig/slow_connect does for
+    benchmark processes).
+    """
+    with LatencyProxy.start(("127.0.0.1", token_registry.port), 0.01 if far else 0.0) as proxy:
+        if far:
+            connect = socket.create_connection
+
+            def across_a_network(address, *args, **kwargs):
+                if address[1] == proxy.port:
+                    time.sleep(0.02)
+                return connect(address, *args, **kwargs)
+
+            monkeypatch.setattr(socket, "create_connection", across_a_network)
+        run = _Run(token_registry, registry_users.alice_password, ca.ca_file, 10, host=proxy.address)
+        token_server.clear_requests()
+        run.declare()
+        settings = _settings()
+        with _serializing(settings):
+            images = [t.get_image(settings) for t in run.tasks]
+
+    assert images == [run.expected(i) for i in range(10)]
+    assert len(token_server.requests_by("alice")) == 1  # the helpers waited for the first check's token
+    helpers = proxy.connections - 1  # the first check's own connection served its ping and its reads
+    if far:
+        assert _lookahead.WORKERS < helpers <= _lookahead.FAR_WORKERS
+    else:
+        assert helpers == _lookahead.WORKERS
 
 
 def test_an_answer_older_than_the_freshness_limit_is_not_taken(rig, monkeypatch):
