@@ -100,15 +100,32 @@ def _tags(images: list[tuple[str, str]]) -> list[str]:
 
 
 class Rig:
-    """Token server, ``count`` token registries, a dockerd and a docker config logged in to all of them."""
+    """Token server, ``count`` token registries, a dockerd and a docker config logged in to all of them.
 
-    def __init__(self, work: Path, count: int) -> None:
-        from rig import CertificateAuthority, DockerEngine, Registry, TokenServer, UserSpec
+    With ``rtt`` (seconds) the registries and the token server are reached through
+    :class:`rig.LatencyProxy` s, as if they were that far away: clients use :attr:`addresses`
+    and run with :meth:`client_env` (the connect's own round trip, ``tests/rig/slow_connect``);
+    pushes here go straight to the registries.
+    """
+
+    def __init__(self, work: Path, count: int, rtt: float = 0.0) -> None:
+        from rig import CertificateAuthority, DockerEngine, LatencyProxy, Registry, TokenServer, UserSpec
 
         self.work = work
+        self.rtt = rtt
+        self.proxies: list[LatencyProxy] = []
         self.ca = CertificateAuthority(work / "ca")
         self.server = TokenServer.start(work / "token", self.ca, {"alice": UserSpec(PASSWORD, ("pull", "push"))})
+        if rtt:
+            token_port = int(self.server.url.rsplit(":", 1)[1])
+            self.proxies.append(LatencyProxy.start(("127.0.0.1", token_port), rtt / 2))
+            self.server.realm = f"https://{self.proxies[0].address}/token"
         self.registries = [Registry.start_token(work / f"registry{i}", self.server, self.ca) for i in range(count)]
+        self.addresses = [r.host for r in self.registries]
+        if rtt:
+            far = [LatencyProxy.start(("127.0.0.1", r.port), rtt / 2) for r in self.registries]
+            self.proxies += far
+            self.addresses = [proxy.address for proxy in far]
         self.engine = DockerEngine.start(work / "docker")
         self.config = work / "docker-config"
         self.config.mkdir(mode=0o700)
@@ -151,8 +168,24 @@ class Rig:
         push = sum(any("push" in scope.rpartition(":")[2].split(",") for scope in r.scopes) for r in requests)
         return {"tokens": len(requests), "push_tokens": push, "heads": heads, "gets": gets, "pings": pings}
 
+    def client_env(self) -> dict[str, str]:
+        """What a client process needs to see the rig as far away as ``rtt`` says (nothing when near)."""
+        if not self.rtt:
+            return {}
+        slow = str(ROOT / "tests" / "rig" / "slow_connect")
+        ports = ",".join(str(proxy.port) for proxy in self.proxies)
+        path = os.pathsep.join(p for p in (slow, os.environ.get("PYTHONPATH", "")) if p)
+        return {"PYTHONPATH": path, "RIG_CONNECT_DELAY": f"{ports}@{self.rtt}"}
+
+    def direct(self, image: str) -> str:
+        """``image`` as pushed here: under the registry itself rather than its far address."""
+        for address, registry in zip(self.addresses, self.registries, strict=True):
+            if image.startswith(address + "/"):
+                return registry.host + image[len(address) :]
+        return image
+
     def stop(self) -> None:
-        for service in (self.engine, *self.registries, self.server):
+        for service in (self.engine, *self.registries, self.server, *self.proxies):
             service.stop()
 
 

@@ -44,8 +44,10 @@ min/median/max; ratios are medians of per-round ratios with their quartiles, plu
 best wall (on a busy machine those two and the CPU ratio are the steadier ones). Each run goes
 through ``_in_builders.py``, which also times the ImageSpec builders inside the run: where two
 variants differ only there (section a), "builders" is the ratio were everything else equal, a
-figure the machine's run-to-run noise (quartiles of about ±10 %) does not reach. ``--profile DIR`` also
-writes a cProfile of each warm N=10 variant's ``pyflyte`` process there. Nothing is asserted:
+figure the machine's run-to-run noise (quartiles of about ±10 %) does not reach. ``--rtt MS``
+puts the registry and the token server that far away (``rig.LatencyProxy``; each connect waits
+the round trip too, ``tests/rig/slow_connect``): where users' registries are, every check pays
+it. ``--profile DIR`` also writes a cProfile of each warm N=10 variant's ``pyflyte`` process there. Nothing is asserted:
 these are measurements (``_results.record`` notes each ratio next to its goal).
 """
 
@@ -357,6 +359,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help=f"fewer paired rounds (2 instead of {RUNS})")
     parser.add_argument("--rounds", type=int, help=f"paired rounds (default {RUNS}; --quick: 2)")
     parser.add_argument("--profile", type=Path, help="also write a cProfile of each warm N=10 variant here")
+    parser.add_argument(
+        "--rtt", type=float, default=0.0, help="milliseconds per round trip to the registry and token server"
+    )
     args, _ = parser.parse_known_args()
     runs, warmup = (2, 1) if args.quick else (RUNS, WARMUP)
     runs = args.rounds or runs
@@ -365,11 +370,10 @@ def main() -> int:
     table = []
     started = time.perf_counter()
     try:
-        rig = Rig(work, 1)
-        registry = rig.registries[0]
-        prefix = f"{registry.host}/bench"
+        rig = Rig(work, 1, rtt=args.rtt / 1000)
+        prefix = f"{rig.addresses[0]}/bench"
         for image in _tags(prefix, max(COUNTS)):
-            rig.push(image)
+            rig.push(rig.direct(image))
         declaration = {
             "prefix": prefix,
             "username": "alice",
@@ -385,6 +389,7 @@ def main() -> int:
             "BENCH_PASSWORD": PASSWORD,
             "DOCKER_HOST": rig.engine.host,
             "DOCKER_CONFIG": str(rig.config),
+            **rig.client_env(),
         }
         measured = subprocess.run(
             [sys.executable, "-c", "import flyte_private_registry as m; print(m.__file__)"],
@@ -396,6 +401,8 @@ def main() -> int:
         ).stdout.strip()
         print(f"measuring {measured}; {runs} paired rounds after {warmup} warm-up, {os.cpu_count()} CPUs")
         print(f"load average at start (others' work shows in wall time, less in CPU time): {_load()}")
+        if args.rtt:
+            print(f"registry and token server {args.rtt:g} ms away (a LatencyProxy each)")
         for count in COUNTS:
             projects = {}
             for kind in dict.fromkeys(variant.module for variant in VARIANTS):
@@ -423,7 +430,7 @@ def main() -> int:
                 fastest, middle = _fastest(rows, top, bottom), _quartiles(walls)
                 inside = _attributed(rows, top, bottom) if section == "a" else None
                 table.append((count, section, label, wall, cpu, fastest, middle, inside, goal))
-                scenario = f"{section}. N={count}: {label}"
+                scenario = f"{section}. N={count}: {label}" + (f" ({args.rtt:g} ms away)" if args.rtt else "")
                 note = f"wall; cpu {cpu:.2f}x; wall quartiles {middle}; min/min wall {fastest:.2f}x"
                 if inside is not None:
                     note += f"; builders only {inside:.3f}x"
