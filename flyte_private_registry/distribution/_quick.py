@@ -159,8 +159,7 @@ class QuickChecker:
         """
 
         def connect() -> float | None:
-            parts = urlsplit(self._known_endpoint().base_url)
-            key = (parts.scheme, parts.hostname or "", parts.port)
+            key = _origin(self._known_endpoint().base_url)
             connection = self._connection(key)
             if connection.sock is not None:
                 return None
@@ -169,7 +168,7 @@ class QuickChecker:
             seconds = time.monotonic() - started
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's own connect
-                if parts.scheme == "https":
+                if key[0] == "https":
                     sock = self._context().wrap_socket(sock, server_hostname=connection.host)
             except BaseException:
                 sock.close()
@@ -399,7 +398,7 @@ class QuickChecker:
     def _send(self, method: str, url: str, headers: dict[str, str], *, keep: set[int], cap: int = 0) -> _Reply:
         """One request; a status outside ``keep`` is unclean. A 200's body is read up to ``cap``, others' to 64 KiB."""
         parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname or "", parts.port)
+        key = _origin(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"User-Agent": _USER_AGENT, **headers}
         connection = self._connection(key)
@@ -465,6 +464,7 @@ class QuickChecker:
             connection.close()
 
 
-def _origin(url: str) -> tuple[str, str | None, int | None]:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port: what a kept-alive connection is kept under, and what a redirect must not change."""
     parts = urlsplit(url)
-    return parts.scheme, parts.hostname, parts.port
+    return parts.scheme, parts.hostname or "", parts.port

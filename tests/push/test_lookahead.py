@@ -29,6 +29,7 @@ from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec
 from helpers import push_oci_manifest
 from pydantic import SecretStr
 from rig import FaultRegistry, LatencyProxy, Registry
+from rig.slow_connect.sitecustomize import slowed
 
 from flyte_private_registry import PrivateRegistry
 from flyte_private_registry.credentials import Credential
@@ -199,19 +200,12 @@ def test_a_registry_across_a_network_is_checked_on_more_connections(
 
     The registry is reached through a LatencyProxy (20 ms round trips when far). A userspace proxy
     cannot delay the kernel's TCP handshake, so the connect's own round trip is a stand-in: a
-    sleep in ``socket.create_connection`` for the proxy's port (what rig/slow_connect does for
-    benchmark processes).
+    sleep in ``socket.create_connection`` for the proxy's port (rig/slow_connect, as benchmark
+    processes get it).
     """
     with LatencyProxy.start(("127.0.0.1", token_registry.port), 0.01 if far else 0.0) as proxy:
         if far:
-            connect = socket.create_connection
-
-            def across_a_network(address, *args, **kwargs):
-                if address[1] == proxy.port:
-                    time.sleep(0.02)
-                return connect(address, *args, **kwargs)
-
-            monkeypatch.setattr(socket, "create_connection", across_a_network)
+            monkeypatch.setattr(socket, "create_connection", slowed({proxy.port}, 0.02))
         run = _Run(token_registry, registry_users.alice_password, ca.ca_file, 10, host=proxy.address)
         token_server.clear_requests()
         run.declare()
