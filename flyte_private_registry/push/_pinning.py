@@ -150,13 +150,14 @@ def platforms_of(
 def learn_platforms(quick: QuickChecker, repository: str, manifest: Manifest) -> None:
     """Platforms of a manifest already in hand (the existence check's ``GET``): the check then reads no manifest.
 
-    Anything the stdlib path cannot read cleanly is left for :func:`platforms_of`, which explains it.
+    Kept in memory only: once the check passes, the tag's cache entry carries them to the next
+    run. Anything the stdlib path cannot read cleanly is left for :func:`platforms_of`, which explains it.
     """
     if _platform_cache.platforms(manifest.digest) is not None:  # another tag of the same image
         return
     found = _manifest_platforms(quick, repository, manifest)
     if found is not None:
-        _platform_cache.keep(manifest.digest, found)
+        _platform_cache.keep(manifest.digest, found, disk=False)
 
 
 def check_tag(
@@ -260,6 +261,7 @@ def check_platforms(
     found = platforms_of(client, image, repository, digest, quick)
     missing = [w for w in wanted if not any(w.satisfied_by(f) for f in found)]
     if missing:
+        _platform_cache.keep(digest, list(found))  # no tag entry will carry them: the next run reads no config
         listed = ", ".join(map(str, found)) or "none that it names"
         raise RegistryError(
             f"image {unpinned(image)}@{digest} has no {', '.join(map(str, missing))} image "

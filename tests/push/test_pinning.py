@@ -506,16 +506,41 @@ def test_the_remembered_tag_names_no_image_and_is_private(engine_env, pin_regist
     ImageBuildEngine.build(spec)
     directory = user_cache_dir("platforms")
     tags = [entry for entry in directory.iterdir() if entry.name.startswith("tag-")]
-    mine = [entry for entry in tags if json.loads(entry.read_text()) == digest]
+    entry = {"digest": digest, "platforms": ["linux/amd64"]}  # one file: a warm check reads nothing else
+    mine = [path for path in tags if json.loads(path.read_text()) == entry]
     assert len(mine) == 1, tags
     assert stat.S_IMODE(mine[0].stat().st_mode) == 0o600
     assert spec.name not in mine[0].name and pin_registry.host.split(":")[0] not in mine[0].name
+    assert not [path for path in directory.iterdir() if path.name.startswith("sha256-")]
 
-    mine[0].write_text('"sha256:7cb4')  # a torn file is a miss: the tag is read again
     start = _log_size(pin_registry)
     _check_again(spec, new_process=True)
-    assert _kinds(pin_registry, f"team/{spec.name}", start) == [("GET", "manifests")]  # platforms still cached
-    assert spec.image_name().endswith(f"@{digest}") and json.loads(mine[0].read_text()) == digest
+    assert _kinds(pin_registry, f"team/{spec.name}", start) == [("HEAD", "manifests")]
+
+    mine[0].write_text('{"digest": "sha256:7cb4')  # a torn file is a miss: the tag and its config are read again
+    start = _log_size(pin_registry)
+    _check_again(spec, new_process=True)
+    assert _kinds(pin_registry, f"team/{spec.name}", start) == [("GET", "manifests"), ("GET", "blobs")]
+    assert spec.image_name().endswith(f"@{digest}") and json.loads(mine[0].read_text()) == entry
+
+
+def test_a_tag_entry_of_the_earlier_form_still_spares_the_get(engine_env, pin_registry, pusher, registry_users):
+    """Entries written before tag files carried platforms: the digest alone, its platforms in the digest's file."""
+    _declare(pin_registry, registry_users.alice_password)
+    spec = _spec(pin_registry, "v1")
+    digest = pusher.image(f"team/{spec.name}", "v1", "linux", "amd64")
+    ImageBuildEngine.build(spec)
+    directory = user_cache_dir("platforms")
+    (tag,) = [path for path in directory.iterdir() if path.name.startswith("tag-")]
+    tag.write_text(json.dumps(digest))
+    by_digest = directory / f"{digest.replace(':', '-')}.json"
+    by_digest.write_text('["linux/amd64"]')
+    by_digest.chmod(0o600)  # as the cache wrote it: a file others can read is not trusted
+
+    start = _log_size(pin_registry)
+    _check_again(spec, new_process=True)
+    assert _kinds(pin_registry, f"team/{spec.name}", start) == [("HEAD", "manifests")]
+    assert spec.image_name().endswith(f"@{digest}")
 
 
 # -- the platform check ---------------------------------------------------------------------------

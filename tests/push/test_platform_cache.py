@@ -53,6 +53,29 @@ def test_entries_are_private_and_answer_a_new_process():
         assert "team" not in entry.name and "registry" not in entry.name
 
 
+def test_a_checked_tag_is_one_file_holding_its_digest_and_platforms():
+    cache.keep(_digest(1), AMD64, disk=False)  # learnt from the tag's own GET
+    cache.remember_digest("registry.example:5000", "team/app", "v1", _digest(1))
+    assert [entry.name[:4] for entry in user_cache_dir("platforms").iterdir() if entry.name != "swept"] == ["tag-"]
+
+    cache.forget()
+    assert cache.known_digest("registry.example:5000", "team/app", "v1") == _digest(1)
+    assert cache.platforms(_digest(1)) == tuple(AMD64)  # from the tag's file: no other read
+
+
+def test_a_process_reads_a_tag_entry_once():
+    cache.keep(_digest(1), AMD64, disk=False)
+    cache.remember_digest("registry.example:5000", "team/app", "v1", _digest(1))
+    cache.forget()
+    assert cache.known_digest("registry.example:5000", "team/app", "v1") == _digest(1)
+    assert cache.known_digest("registry.example:5000", "team/app", "v2") is None
+    for entry in user_cache_dir("platforms").iterdir():
+        entry.unlink()
+    assert cache.known_digest("registry.example:5000", "team/app", "v1") == _digest(1)  # the predicted check's read
+    cache.forget()
+    assert cache.known_digest("registry.example:5000", "team/app", "v1") is None
+
+
 def test_a_write_removes_entries_a_month_old_once_a_day():
     cache.keep(_digest(1), AMD64)
     cache.keep(_digest(2), AMD64)
