@@ -157,30 +157,7 @@ class QuickChecker:
         a network, where more connections pay, from one nearby. ``None`` if the connection is
         already open or could not be made (the first request then tries as usual).
         """
-
-        def connect() -> float | None:
-            key = _origin(self._known_endpoint().base_url)
-            connection = self._connection(key)
-            if connection.sock is not None:
-                return None
-            started = time.monotonic()
-            sock = socket.create_connection((connection.host, connection.port), max(self._at - started, 0.001))
-            seconds = time.monotonic() - started
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's own connect
-                if key[0] == "https":
-                    sock = self._context().wrap_socket(sock, server_hostname=connection.host)
-            except BaseException:
-                sock.close()
-                raise
-            with self._guard:
-                if self._connections.get(key) is not connection:  # closed meanwhile (the budget ran out)
-                    sock.close()
-                    raise _Unclean()
-                connection.sock = sock
-            return seconds
-
-        seconds = self._call(connect)
+        seconds = self._call(self._connect)
         return seconds if isinstance(seconds, float) else None
 
     def ready(self, repository: str, *, batch: Callable[[], Iterable[str]] | None = None) -> bool:
@@ -340,7 +317,12 @@ class QuickChecker:
         query = "&".join(q for q in (realm.query, params) if q)
         url = urlunsplit((realm.scheme, realm.netloc, realm.path or "/", query, ""))
         headers = self._basic() if credential is not None else {}  # anonymous tokens, as for public repositories
-        reply = self._send("GET", url, headers, keep={200}, cap=TOKEN_BODY_CAP)
+        alongside = self._connect_alongside(url)
+        try:
+            reply = self._send("GET", url, headers, keep={200}, cap=TOKEN_BODY_CAP)
+        finally:
+            if alongside is not None:
+                alongside.join()  # within the call's budget: the watchdog closes what it outlives
         grant = parse_token_response(reply.body)
         atoms = covered(grant.token, scope_atoms(scopes))
         self._cache.add(grant.token, atoms, grant.lifetime)
@@ -462,6 +444,53 @@ class QuickChecker:
             connection = self._connections.pop(key, None)
         if connection is not None:
             connection.close()
+
+    def _connect(self) -> float | None:
+        """Open the registry's connection (TCP, then TLS) within the current call's budget: :meth:`open`."""
+        key = _origin(self._known_endpoint().base_url)
+        connection = self._connection(key)
+        if connection.sock is not None:
+            return None
+        started = time.monotonic()
+        sock = socket.create_connection((connection.host, connection.port), max(self._at - started, 0.001))
+        seconds = time.monotonic() - started
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's own connect
+            if key[0] == "https":
+                sock = self._context().wrap_socket(sock, server_hostname=connection.host)
+        except BaseException:
+            sock.close()
+            raise
+        with self._guard:
+            if self._connections.get(key) is not connection:  # closed meanwhile (the budget ran out)
+                sock.close()
+                raise _Unclean()
+            connection.sock = sock
+        return seconds
+
+    def _connect_alongside(self, realm_url: str) -> threading.Thread | None:
+        """While a token is fetched from another host, open the registry's connection on a thread.
+
+        Why: when the endpoint was remembered (a run after the token expired) no ping opened that
+        connection, so the check after the login would wait for a TCP connect and a TLS handshake,
+        two round trips across a network. ``None`` when it is open already or the realm is on the
+        registry's own host (the token request then opens it).
+        """
+        key = _origin(self._known_endpoint().base_url)
+        if _origin(realm_url) == key:
+            return None
+        with self._guard:
+            connection = self._connections.get(key)
+            if connection is not None and connection.sock is not None:
+                return None
+
+        def connect() -> None:
+            with suppress(Exception):  # no connection yet: the check connects as it always did
+                self._connect()
+
+        thread = threading.Thread(target=connect, name="flyte-private-registry-connect", daemon=True)
+        thread.start()
+        return thread
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

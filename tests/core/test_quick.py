@@ -404,6 +404,53 @@ def test_a_connection_opened_ahead_serves_the_next_check(token_registry, token_s
             checker.close()
 
 
+def test_after_the_token_expired_the_registry_connection_opens_while_the_token_is_fetched(ca, registry_users, tmp_path):
+    """A run with the endpoint remembered pings nothing: the check's own connection must not wait for the login.
+
+    The token server sits behind a LatencyProxy holding each chunk 0.25 s, so its request is in
+    flight for over a second; the registry's proxy adds nothing and counts connections.
+    """
+    from rig import TokenServer
+
+    from flyte_private_registry.distribution._token_cache import token_cache_dir
+
+    password = registry_users.alice_password
+    server = TokenServer.start(tmp_path / "token", ca, registry_users.token)
+    token_port = int(server.url.rsplit(":", 1)[1])
+    with LatencyProxy.start(("127.0.0.1", token_port), 0.25) as far_tokens:
+        server.realm = f"https://{far_tokens.address}/token"
+        registry = Registry.start_token(tmp_path / "registry", server, ca)
+        try:
+            repository = f"expired-{uuid.uuid4().hex[:8]}/app"
+            digest = push_oci_manifest(registry, _cred(password), ca.ca_file, repository, "v1")
+            with LatencyProxy.start(("127.0.0.1", registry.port), 0.0) as near:
+                first = QuickChecker(near.address, _cred(password), ca_file=ca.ca_file)
+                assert first.manifest_digest(repository, "v1") == digest  # remembers the endpoint and the token
+                first.close()
+                for token in token_cache_dir().glob("token-*.json"):
+                    token.unlink()  # as if it expired
+                server.clear_requests()
+                opened = near.connections
+
+                quick = QuickChecker(near.address, _cred(password), ca_file=ca.ca_file)
+                answers: list[object] = []
+                check = threading.Thread(target=lambda: answers.append(quick.manifest_digest(repository, "v1")))
+                check.start()
+                deadline = time.monotonic() + 20
+                while not server.requests and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                during_login = near.connections - opened  # the token's answer is still 0.25 s away
+                check.join(30)
+                quick.close()
+                assert answers == [digest]
+                assert len(server.requests_by("alice")) == 1
+                assert during_login == 1
+                assert near.connections - opened == 1  # and the check used that connection
+        finally:
+            registry.stop()
+            server.stop()
+
+
 def test_a_proxy_in_the_environment_is_left_to_httpx(canary_password, monkeypatch):
     with _fault_registry({"fault": "ok"}, canary_password) as reg:
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
