@@ -499,12 +499,17 @@ def test_without_the_disk_cache_every_process_reads_two_and_never_three(
         assert _kinds(pin_registry, repository, start) == [("GET", "manifests"), ("GET", "blobs")]
 
 
-def test_the_remembered_tag_names_no_image_and_is_private(engine_env, pin_registry, pusher, registry_users):
-    _declare(pin_registry, registry_users.alice_password)
+def _checked_once(pin_registry: Registry, pusher: Pusher, password: str) -> tuple[ImageSpec, str, Path]:
+    """An amd64 image checked by one run: its spec, its digest and the platform cache's directory."""
+    _declare(pin_registry, password)
     spec = _spec(pin_registry, "v1")
     digest = pusher.image(f"team/{spec.name}", "v1", "linux", "amd64")
     ImageBuildEngine.build(spec)
-    directory = user_cache_dir("platforms")
+    return spec, digest, user_cache_dir("platforms")
+
+
+def test_the_remembered_tag_names_no_image_and_is_private(engine_env, pin_registry, pusher, registry_users):
+    spec, digest, directory = _checked_once(pin_registry, pusher, registry_users.alice_password)
     tags = [entry for entry in directory.iterdir() if entry.name.startswith("tag-")]
     entry = {"digest": digest, "platforms": ["linux/amd64"]}  # one file: a warm check reads nothing else
     mine = [path for path in tags if json.loads(path.read_text()) == entry]
@@ -526,11 +531,7 @@ def test_the_remembered_tag_names_no_image_and_is_private(engine_env, pin_regist
 
 def test_a_tag_entry_of_the_earlier_form_still_spares_the_get(engine_env, pin_registry, pusher, registry_users):
     """Entries written before tag files carried platforms: the digest alone, its platforms in the digest's file."""
-    _declare(pin_registry, registry_users.alice_password)
-    spec = _spec(pin_registry, "v1")
-    digest = pusher.image(f"team/{spec.name}", "v1", "linux", "amd64")
-    ImageBuildEngine.build(spec)
-    directory = user_cache_dir("platforms")
+    spec, digest, directory = _checked_once(pin_registry, pusher, registry_users.alice_password)
     (tag,) = [path for path in directory.iterdir() if path.name.startswith("tag-")]
     tag.write_text(json.dumps(digest))
     by_digest = directory / f"{digest.replace(':', '-')}.json"
