@@ -65,6 +65,22 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def threads_cpu(pid: int) -> float:
+    """CPU seconds a running process's live threads have used, in nanoseconds' detail (``/proc/PID/task/*/schedstat``).
+
+    For a window of tens of milliseconds, where :func:`process_cpu`'s 10 ms ticks are too coarse.
+    A thread that exits within the window takes its time with it; a Go server keeps its threads.
+    """
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that exited meanwhile
+            continue
+    return total / 1e9
+
+
 def cache_bytecode() -> None:
     """Let this process's children write ``.pyc`` files, as an installed package has them.
 

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # also when imported by pyflyte_package.py
 
 from _results import record  # noqa: E402
-from _stats import cache_bytecode, paired_ratio, process_cpu, spread  # noqa: E402
+from _stats import cache_bytecode, paired_ratio, process_cpu, spread, threads_cpu  # noqa: E402
 
 PASSWORD = "bench-password"
 WARMUP = 1
@@ -134,6 +134,7 @@ class Rig:
         (self.config / "config.json").write_text(json.dumps({"auths": auths}))
         self.engine.build_scratch_image("seed:1", {"/x": b"x"})
         self.offsets: list[int] = []
+        self.registry_cpu = 0.0
         self.probe = work / "probe.py"  # a file: flytekit reads a task's source
         self.probe.write_text(_PROBE)
 
@@ -150,8 +151,9 @@ class Rig:
     def mark(self) -> None:
         self.server.clear_requests()
         self.offsets = [r.log_path.stat().st_size for r in self.registries]
+        self.registry_cpu = sum(threads_cpu(r.proc.pid) for r in self.registries)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, float]:
         import time
 
         time.sleep(0.2)
@@ -164,9 +166,17 @@ class Rig:
                 heads += match["method"] == "HEAD" and "/manifests/" in match["path"]
                 gets += match["method"] == "GET" and "/manifests/" in match["path"]
                 pings += match["method"] == "GET" and match["path"] == "/v2/"
+        registry_ms = (sum(threads_cpu(r.proc.pid) for r in self.registries) - self.registry_cpu) * 1000
         requests = list(self.server.requests)
         push = sum(any("push" in scope.rpartition(":")[2].split(",") for scope in r.scopes) for r in requests)
-        return {"tokens": len(requests), "push_tokens": push, "heads": heads, "gets": gets, "pings": pings}
+        return {
+            "tokens": len(requests),
+            "push_tokens": push,
+            "heads": heads,
+            "gets": gets,
+            "pings": pings,
+            "registry_ms": registry_ms,
+        }
 
     def client_env(self) -> dict[str, str]:
         """What a client process needs to see the rig as far away as ``rtt`` says (nothing when near)."""

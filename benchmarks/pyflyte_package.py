@@ -48,7 +48,10 @@ min/median/max; ratios are medians of per-round ratios with their quartiles, plu
 best wall (on a busy machine those two and the CPU ratio are the steadier ones). Each run goes
 through ``_in_builders.py``, which also times the ImageSpec builders inside the run: where two
 variants differ only there (section a), "builders" is the ratio were everything else equal, a
-figure the machine's run-to-run noise (quartiles of about ±10 %) does not reach. ``--rtt MS``
+figure the machine's run-to-run noise (quartiles of about ±10 %) does not reach. "registry ms"
+is the CPU the registry process used during the run (``/proc``, its threads): here it shares
+the machine's cores with ``pyflyte``, so its work for the checks shows in "builders" too, which
+a user's registry, running elsewhere, would not. ``--rtt MS``
 puts the registry and the token server that far away (``rig.LatencyProxy``; each connect waits
 the round trip too, ``tests/rig/slow_connect``): where users' registries are, every check pays
 it. ``--profile DIR`` also writes a cProfile of each warm N=10 variant's ``pyflyte`` process there. Nothing is asserted:
@@ -433,14 +436,15 @@ def main() -> int:
             print(f"\npyflyte package, {TASKS} tasks over {count} existing private image(s), {runs} paired rounds")
             print(
                 f"  {'':<23} {'wall min/med/max s':>20} {'cpu min/med/max s':>20} {'builders ms':>11}"
-                "  tokens pings HEADs GETs builds"
+                f" {'registry ms':>11}  tokens pings HEADs GETs builds"
             )
             for variant, data in rows.items():
                 c = data[-1][2]
                 inside = statistics.median(d[2]["inside"] for d in data) * 1000
+                served = statistics.median(d[2]["registry_ms"] for d in data)
                 print(
                     f"  {variant.name:<23} {_stats([d[0] for d in data]):>20} {_stats([d[1] for d in data]):>20}"
-                    f" {inside:>11.1f}  {c['tokens']:>6} {c['pings']:>5} {c['heads']:>5} {c['gets']:>4}"
+                    f" {inside:>11.1f} {served:>11.1f}  {c['tokens']:>6} {c['pings']:>5} {c['heads']:>5} {c['gets']:>4}"
                     f" {c['builds']:>6}"
                 )
             for section, label, top, bottom, goal in COMPARISONS:
