@@ -151,7 +151,7 @@ class Rig:
     def mark(self) -> None:
         self.server.clear_requests()
         self.offsets = [r.log_path.stat().st_size for r in self.registries]
-        self.registry_cpu = sum(threads_cpu(r.proc.pid) for r in self.registries)
+        self.registry_cpu = self._registry_cpu()
 
     def counts(self) -> dict[str, float]:
         import time
@@ -166,7 +166,7 @@ class Rig:
                 heads += match["method"] == "HEAD" and "/manifests/" in match["path"]
                 gets += match["method"] == "GET" and "/manifests/" in match["path"]
                 pings += match["method"] == "GET" and match["path"] == "/v2/"
-        registry_ms = (sum(threads_cpu(r.proc.pid) for r in self.registries) - self.registry_cpu) * 1000
+        registry_ms = (self._registry_cpu() - self.registry_cpu) * 1000
         requests = list(self.server.requests)
         push = sum(any("push" in scope.rpartition(":")[2].split(",") for scope in r.scopes) for r in requests)
         return {
@@ -177,6 +177,10 @@ class Rig:
             "pings": pings,
             "registry_ms": registry_ms,
         }
+
+    def _registry_cpu(self) -> float:
+        """CPU seconds the registries have used so far: :meth:`counts` reports the change since :meth:`mark`."""
+        return sum(threads_cpu(r.proc.pid) for r in self.registries)
 
     def client_env(self) -> dict[str, str]:
         """What a client process needs to see the rig as far away as ``rtt`` says (nothing when near)."""
