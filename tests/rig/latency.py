@@ -55,9 +55,12 @@ class LatencyProxy:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
+            # each connection closes its sockets while the loop still runs, not when collected later;
+            # again until none is left, for a connection accepted while the others were closing
+            while tasks := [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]:
+                for task in tasks:
                     task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
         if self._thread.is_alive():
             with contextlib.suppress(Exception):
