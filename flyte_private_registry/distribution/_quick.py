@@ -24,6 +24,7 @@ so nothing here can leak a secret.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -50,9 +51,15 @@ if TYPE_CHECKING:
 UNKNOWN: Final = object()
 #: Wall clock for one call (a check, a manifest or a blob read): past it the full client takes over.
 BUDGET_SECONDS = 5.0
+#: A connection :meth:`QuickChecker.warm_up` opened is used within this many seconds or not at all:
+#: servers and load balancers close idle ones (AWS ALB after 60 s, nginx's default after 75 s).
+WARM_SECONDS = 20.0
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "flyte-private-registry"
+_DIALER = "flyte-private-registry-warm-up-dial"
 _T = TypeVar("_T")
+_Origin = tuple[str, str, int | None]
+_Opened = dict[_Origin, list[http.client.HTTPConnection]]
 
 
 class _Unclean(Exception):
@@ -66,6 +73,36 @@ class _Reply:
 
     def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
         self.status, self.headers, self.body = status, headers, body
+
+
+class _Warm:
+    """What one warm-up learnt and opened for a registry, filled in as it goes: connections are taken one each."""
+
+    def __init__(self, deadline: float) -> None:
+        self.pid, self.at, self.deadline = os.getpid(), time.monotonic(), deadline
+        self.endpoint: Endpoint | None = None
+        self.seconds: float | None = None  # the registry's TCP connect
+        self.connections: _Opened = {}
+        self.pending: dict[_Origin, int] = {}  # connections still being opened, by origin
+        self.ready = threading.Event()  # the endpoint is in (or never will be)
+
+
+#: Keyed by what decides how a registry is reached and trusted: API host, declared insecure, CA file.
+_WARMED: dict[tuple[str, bool, str | None], _Warm] = {}
+_WARMED_LOCK = threading.Condition()  # also signals each connection a warm-up opens
+
+
+def _warmed(key: tuple[str, bool, str | None]) -> _Warm | None:
+    """This process's fresh warm-up for ``key``; a stale one is closed, an inherited one (a fork) let go."""
+    with _WARMED_LOCK:
+        warm = _WARMED.get(key)
+        if warm is None or (warm.pid == os.getpid() and time.monotonic() - warm.at <= WARM_SECONDS):
+            return warm
+        del _WARMED[key]
+    if warm.pid == os.getpid():
+        for connection in [c for group in warm.connections.values() for c in group]:
+            connection.close()
+    return None
 
 
 def _proxied(scheme: str, host: str) -> bool:
@@ -100,9 +137,12 @@ class QuickChecker:
         self._declared_insecure = insecure
         self._ca_file = ca_file
         self._budget = timeout
+        self._warm_key = (self.api_host, insecure, str(ca_file) if ca_file is not None else None)
+        self._adopted: dict[_Origin, float | None] = {}  # connections a warm-up opened: their TCP connect
+        self._warming = False  # this checker is a warm-up's: it takes nothing from one
         self._cache = TokenCache(self.api_host, credential)
         self._endpoint: Endpoint | None = None  # remembered, or learnt by this process's GET /v2/
-        self._connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
+        self._connections: dict[_Origin, http.client.HTTPConnection] = {}
         self._lock = threading.Lock()  # one call at a time
         self._guard = threading.Lock()  # the connections, against the watchdog closing them
         self._at = 0.0
@@ -159,6 +199,70 @@ class QuickChecker:
         """
         seconds = self._call(self._connect)
         return seconds if isinstance(seconds, float) else None
+
+    def warm_up(self, count: int) -> bool:
+        """Learn the endpoint, then open ``count`` connections to the registry and one to its token realm, for later.
+
+        Why: ``pyflyte`` imports for most of a second before it asks the first builder, and a
+        check's first round trips (``GET /v2/``, then TCP and TLS to the registry and to the
+        realm) depend on nothing but the declaration. ``push/_warm_up.py`` runs this on a thread
+        at the plugin's import. Checkers of the same registry, trust and CA file take what it
+        leaves, within :data:`WARM_SECONDS`: the endpoint (waiting for one in flight rather than
+        asking again), then one connection each (waiting for one being opened, which is never
+        slower than opening another). Run on a checker without a credential: nothing secret is
+        sent, and what it learns is what any check would (the endpoint, remembered on disk).
+        ``False`` if this path cannot judge the registry; the checks then start from nothing.
+        """
+        warm = _Warm(time.monotonic() + self._budget)
+        with _WARMED_LOCK:
+            _WARMED[self._warm_key] = warm
+        self._warming = True
+        dials: list[_Origin] = []
+
+        def learn() -> tuple[Endpoint, float | None, http.client.HTTPConnection | None]:
+            seconds = None
+            if not self._insecure and self._cache.usable_endpoint(insecure=False) is None:
+                seconds = self._dial(*self._opening(_origin(f"https://{self.api_host}/")))
+            endpoint = self._known_endpoint()  # a ping goes over the connection just opened
+            with self._guard:
+                first = self._connections.pop(_origin(endpoint.base_url), None)
+            return endpoint, seconds, first if first is not None and first.sock is not None else None
+
+        try:
+            learnt = self._call(learn)
+            if not isinstance(learnt, tuple):
+                return False
+            endpoint, seconds, first = learnt
+            home = _origin(endpoint.base_url)
+            dials = [home] * (count - (first is not None))
+            if endpoint.scheme == "bearer":
+                realm = self._call(lambda: self._realm_origin(endpoint))
+                if isinstance(realm, tuple) and realm != home:
+                    dials.insert(0, realm)
+            with _WARMED_LOCK:
+                warm.endpoint, warm.seconds = endpoint, seconds
+                warm.connections[home] = [first] if first is not None else []
+                for key in dials:
+                    warm.pending[key] = warm.pending.get(key, 0) + 1
+        finally:
+            warm.ready.set()  # a check waiting for the endpoint goes on, with it or without
+        for key in dials:  # all at once: each is a round trip or two across a network
+            thread = threading.Thread(target=self._warm_dial, args=(warm, key, home), name=_DIALER, daemon=True)
+            thread.start()
+        return True
+
+    def _warm_dial(self, warm: _Warm, key: _Origin, home: _Origin) -> None:
+        """One connection to ``key`` for :meth:`warm_up`, opened by a checker of its own (one call at a time each)."""
+        dialer = QuickChecker(self.host, None, insecure=self._declared_insecure, ca_file=self._ca_file)
+        dialer._warming = True
+        opened = dialer._call(lambda: dialer._dial_new(key))
+        with _WARMED_LOCK:
+            warm.pending[key] -= 1
+            if isinstance(opened, tuple):
+                warm.connections.setdefault(key, []).append(opened[1])
+                if key == home:
+                    warm.seconds = opened[0] if warm.seconds is None else min(warm.seconds, opened[0])
+            _WARMED_LOCK.notify_all()
 
     def ready(self, repository: str, *, batch: Callable[[], Iterable[str]] | None = None) -> bool:
         """Log in for ``repository`` (and the batch's) now, as a check would: what :meth:`sibling` checks use."""
@@ -249,9 +353,17 @@ class QuickChecker:
 
     # -- the registry's endpoint and credentials ---------------------------------------------------
     def _known_endpoint(self) -> Endpoint:
-        """What an earlier process remembered (the full client's rules for using it), else ``GET /v2/``."""
+        """What this run's warm-up or an earlier process learnt (the full client's rules apply), else ``GET /v2/``."""
         if self._endpoint is None:
-            self._endpoint = self._cache.usable_endpoint(insecure=self._insecure) or self._ping()
+            warm = None if self._warming else _warmed(self._warm_key)
+            if warm is not None:
+                warm.ready.wait(max(min(warm.deadline, self._at) - time.monotonic(), 0.0))  # never slower than asking
+            if warm is not None and warm.endpoint is not None:
+                self._endpoint = warm.endpoint
+                if self._fetches:  # the run's first check picks a connection before its helpers do
+                    self._connection(_origin(warm.endpoint.base_url), wait=False)
+            else:
+                self._endpoint = self._cache.usable_endpoint(insecure=self._insecure) or self._ping()
         return self._endpoint
 
     def _ping(self) -> Endpoint:
@@ -419,8 +531,8 @@ class QuickChecker:
             raise
         return _Reply(response.status, response.headers, body)
 
-    def _connection(self, key: tuple[str, str, int | None]) -> http.client.HTTPConnection:
-        scheme, host, port = key
+    def _connection(self, key: _Origin, *, wait: bool = True) -> http.client.HTTPConnection:
+        scheme, host, _ = key
         with self._guard:
             if self._expired:
                 raise _Unclean()
@@ -429,17 +541,44 @@ class QuickChecker:
                 return connection
             if not host or scheme not in ("http", "https") or _proxied(scheme, host):
                 raise _Unclean()
-            if scheme == "https":
-                connection = http.client.HTTPSConnection(host, port, timeout=self._budget, context=self._context())
-            else:
-                connection = http.client.HTTPConnection(host, port, timeout=self._budget)
-            self._connections[key] = connection
-            return connection
+        warm = self._take_warm(key, wait=wait)  # outside the guard: it may wait for one being opened
+        with self._guard:
+            connection = self._connections.get(key)
+            if connection is None and not self._expired:
+                connection = self._connections[key] = warm or self._new_connection(key)
+                return connection
+        if warm is not None:
+            warm.close()
+        if connection is None:
+            raise _Unclean()  # the budget ran out meanwhile
+        return connection
+
+    def _new_connection(self, key: _Origin) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self._budget, context=self._context())
+        return http.client.HTTPConnection(host, port, timeout=self._budget)
+
+    def _take_warm(self, key: _Origin, *, wait: bool) -> http.client.HTTPConnection | None:
+        """A connection this run's warm-up opened to ``key`` (see :meth:`warm_up`), if one is left or coming."""
+        warm = None if self._warming else _warmed(self._warm_key)
+        if warm is None or warm.endpoint is None:
+            return None
+        with _WARMED_LOCK:
+            while not warm.connections.get(key):
+                left = min(warm.deadline, self._at) - time.monotonic()
+                if not wait or not warm.pending.get(key) or left <= 0:
+                    return None
+                _WARMED_LOCK.wait(left)
+            connection = warm.connections[key].pop()
+        if key == _origin(warm.endpoint.base_url):
+            self._adopted[key] = warm.seconds
+        return connection
 
     def _context(self) -> ssl.SSLContext:
         return context_for(DOCKER_CERTS_DIR, self.api_host, self._ca_file)
 
-    def _drop(self, key: tuple[str, str, int | None]) -> None:
+    def _drop(self, key: _Origin) -> None:
         with self._guard:
             connection = self._connections.pop(key, None)
         if connection is not None:
@@ -450,7 +589,11 @@ class QuickChecker:
         key = _origin(self._known_endpoint().base_url)
         connection = self._connection(key)
         if connection.sock is not None:
-            return None
+            return self._adopted.pop(key, None)  # a warm-up's connection reports the connect it timed
+        return self._dial(key, connection)
+
+    def _dial(self, key: _Origin, connection: http.client.HTTPConnection) -> float:
+        """TCP, then TLS, for a connection held in :attr:`_connections`: the TCP connect's seconds."""
         started = time.monotonic()
         sock = socket.create_connection((connection.host, connection.port), max(self._at - started, 0.001))
         seconds = time.monotonic() - started
@@ -467,6 +610,27 @@ class QuickChecker:
                 raise _Unclean()
             connection.sock = sock
         return seconds
+
+    def _opening(self, key: _Origin) -> tuple[_Origin, http.client.HTTPConnection]:
+        """``key``'s connection, made and held in :attr:`_connections` (watched by the budget) but not yet open."""
+        return key, self._connection(key)
+
+    def _dial_new(self, key: _Origin) -> tuple[float, http.client.HTTPConnection]:
+        """One more open connection to ``key``, handed out rather than kept (:meth:`warm_up`)."""
+        if _proxied(key[0], key[1]):
+            raise _Unclean()
+        connection = self._new_connection(key)
+        with self._guard:
+            self._connections[key] = connection  # watched by the budget while it connects
+        seconds = self._dial(key, connection)
+        with self._guard:
+            self._connections.pop(key, None)
+        return seconds, connection
+
+    def _realm_origin(self, endpoint: Endpoint) -> _Origin:
+        from ._auth import Challenge
+
+        return _origin(self._realm(Challenge(endpoint.scheme, endpoint.params), endpoint.base_url).url)
 
     def _connect_alongside(self, realm_url: str) -> threading.Thread | None:
         """While a token is fetched from another host, open the registry's connection on a thread.
@@ -493,7 +657,7 @@ class QuickChecker:
         return thread
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def _origin(url: str) -> _Origin:
     """Scheme, host and port: what a kept-alive connection is kept under, and what a redirect must not change."""
     parts = urlsplit(url)
     return parts.scheme, parts.hostname or "", parts.port
