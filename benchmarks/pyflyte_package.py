@@ -93,7 +93,7 @@ IN_BUILDERS = "FPR_BENCH_IN_BUILDERS"
 SECRET = "bench-pull"
 TEMPLATE = "bench-pull-template"
 NOOP_BASE = "python:3.11-slim"
-WARM_UP_OFF = ("FLYTE_PRIVATE_REGISTRY_WARM_UP", "0")
+WARM_UP_OFF = {"FLYTE_PRIVATE_REGISTRY_WARM_UP": "0"}
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,7 @@ def _measure(
             cold = work / "cache" / f"cold-{count}-{index}"
             round_env = {**env, "XDG_CACHE_HOME": str(cold)} if variant in (COLD, EXPIRED) else warm_env
             if variant is FLYTEKIT:  # the baseline pays for none of our work, the warm-up included
-                round_env = {**round_env, WARM_UP_OFF[0]: WARM_UP_OFF[1]}
+                round_env = {**round_env, **WARM_UP_OFF}
             if variant is EXPIRED:
                 _expired_copy(Path(warm_env["XDG_CACHE_HOME"]), cold)
             rig.mark()

@@ -87,12 +87,18 @@ class _Warm:
         self.ready = threading.Event()  # the endpoint is in (or never will be)
 
 
-#: Keyed by what decides how a registry is reached and trusted: API host, declared insecure, CA file.
-_WARMED: dict[tuple[str, bool, str | None], _Warm] = {}
+_WarmKey = tuple[str, bool, str | None]
+#: One warm-up per :func:`warm_key`.
+_WARMED: dict[_WarmKey, _Warm] = {}
 _WARMED_LOCK = threading.Condition()  # also signals each connection a warm-up opens
 
 
-def _warmed(key: tuple[str, bool, str | None]) -> _Warm | None:
+def warm_key(host: str, insecure: bool, ca_file: Path | str | None) -> _WarmKey:
+    """What decides how a registry is reached and trusted (API host, declared insecure, CA file): one warm-up each."""
+    return api_host(host), insecure, str(ca_file) if ca_file is not None else None
+
+
+def _warmed(key: _WarmKey) -> _Warm | None:
     """This process's fresh warm-up for ``key``; a stale one is closed, an inherited one (a fork) let go."""
     with _WARMED_LOCK:
         warm = _WARMED.get(key)
@@ -137,7 +143,7 @@ class QuickChecker:
         self._declared_insecure = insecure
         self._ca_file = ca_file
         self._budget = timeout
-        self._warm_key = (self.api_host, insecure, str(ca_file) if ca_file is not None else None)
+        self._warm_key = warm_key(host, insecure, ca_file)
         self._adopted: dict[_Origin, float | None] = {}  # connections a warm-up opened: their TCP connect
         self._warming = False  # this checker is a warm-up's: it takes nothing from one
         self._cache = TokenCache(self.api_host, credential)
@@ -222,7 +228,8 @@ class QuickChecker:
         def learn() -> tuple[Endpoint, float | None, http.client.HTTPConnection | None]:
             seconds = None
             if not self._insecure and self._cache.usable_endpoint(insecure=False) is None:
-                seconds = self._dial(*self._opening(_origin(f"https://{self.api_host}/")))
+                key = _origin(f"https://{self.api_host}/")
+                seconds = self._dial(key, self._connection(key))
             endpoint = self._known_endpoint()  # a ping goes over the connection just opened
             with self._guard:
                 first = self._connections.pop(_origin(endpoint.base_url), None)
@@ -611,17 +618,9 @@ class QuickChecker:
             connection.sock = sock
         return seconds
 
-    def _opening(self, key: _Origin) -> tuple[_Origin, http.client.HTTPConnection]:
-        """``key``'s connection, made and held in :attr:`_connections` (watched by the budget) but not yet open."""
-        return key, self._connection(key)
-
     def _dial_new(self, key: _Origin) -> tuple[float, http.client.HTTPConnection]:
-        """One more open connection to ``key``, handed out rather than kept (:meth:`warm_up`)."""
-        if _proxied(key[0], key[1]):
-            raise _Unclean()
-        connection = self._new_connection(key)
-        with self._guard:
-            self._connections[key] = connection  # watched by the budget while it connects
+        """A connection to ``key``, opened (watched by the budget meanwhile) and then handed out (:meth:`warm_up`)."""
+        connection = self._connection(key)
         seconds = self._dial(key, connection)
         with self._guard:
             self._connections.pop(key, None)

@@ -57,12 +57,12 @@ def start(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         # holds its import locks could meet it in a cycle. The first check imports them anyway.
         from .._config import load_configured
         from ..distribution import _auth  # noqa: F401  (the realm's rules, used on the thread)
-        from ..distribution._quick import QuickChecker
+        from ..distribution._quick import QuickChecker, warm_key
         from ._lookahead import WORKERS
 
         seen: dict[tuple[str, bool, str | None], QuickChecker] = {}
         for registry in load_configured():
-            key = (registry.host, registry.insecure, str(registry.ca_file) if registry.ca_file else None)
+            key = warm_key(registry.host, registry.insecure, registry.ca_file)
             if key not in seen and len(seen) < MAX_REGISTRIES:
                 seen[key] = QuickChecker(registry.host, None, insecure=registry.insecure, ca_file=registry.ca_file)
         name = "flyte-private-registry-warm-up"
