@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -109,3 +110,8 @@ def push_oci_manifest(registry, credential, ca_file, repository: str, tag: str, 
         )
         assert put.status_code == 201, put.text
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def forget_registry_cache() -> None:
+    """A first ``pyflyte`` run: no token, endpoint or platform remembered on disk (a seeding push leaves some)."""
+    shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]) / "flyte-private-registry", ignore_errors=True)

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import push_oci_manifest
+from helpers import forget_registry_cache, push_oci_manifest
 from pydantic import SecretStr
 from rig import CertificateAuthority, FaultRegistry, LatencyProxy, Registry
 
@@ -98,11 +97,6 @@ def _run(where: Path, script: str, password: str, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _forget_everything() -> None:
-    """A first ``pyflyte`` run: no token, endpoint or platform remembered (the seeding push left some)."""
-    shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]) / "flyte-private-registry", ignore_errors=True)
-
-
 class _Log:
     """(method, path, status) of the registry's v2 requests from now on."""
 
@@ -130,7 +124,7 @@ def test_a_first_check_is_one_ping_one_token_one_get_per_image_without_httpx(
     run = uuid.uuid4().hex[:8]
     names = [f"quick-{run}-{i}" for i in range(3)]
     digests = [push_oci_manifest(token_registry, _cred(password), ca.ca_file, f"team/{n}", "v1") for n in names]
-    _forget_everything()
+    forget_registry_cache()
     prefix = f"{token_registry.host}/team"
 
     token_server.clear_requests()
@@ -168,7 +162,7 @@ def test_missing_images_cost_one_pull_and_one_push_token_request_per_registry(
     """Three missing images, cold: the checks share a pull-only token, the push proofs one pull+push token."""
     run = uuid.uuid4().hex[:8]
     names = [f"absent-{run}-{i}" for i in range(3)]
-    _forget_everything()
+    forget_registry_cache()
     prefix = f"{token_registry.host}/team"
 
     token_server.clear_requests()
@@ -190,7 +184,7 @@ def test_a_pull_only_user_gets_the_push_refusal_for_its_own_repository(
 ):
     """The batch push token is granted pull only: each repository asks alone, and the refusal names it."""
     names = [f"absent-{uuid.uuid4().hex[:8]}-{i}" for i in range(2)]
-    _forget_everything()
+    forget_registry_cache()
     script = _BUILDER.replace('username="alice"', 'username="reader"').replace(
         "built = [builder.should_build(spec) for spec in specs]",
         "try:\n    builder.should_build(specs[0])\nexcept Exception as err:\n"
@@ -261,7 +255,7 @@ def test_a_basic_registry_first_and_next_run(basic_registry, registry_users, tmp
     password = registry_users.alice_password
     name = f"quick-basic-{uuid.uuid4().hex[:8]}"
     digest = push_oci_manifest(basic_registry, _cred(password), None, f"team/{name}", "v1")
-    _forget_everything()
+    forget_registry_cache()
     prefix = f"{basic_registry.host}/team"
 
     log = _Log(basic_registry)

@@ -10,9 +10,7 @@ under the run's serialization settings (``update_image_spec_copy_handling``, the
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -26,7 +24,7 @@ from flytekit.configuration import FastSerializationSettings, ImageConfig, Seria
 from flytekit.constants import CopyFileDetection
 from flytekit.core.context_manager import FlyteContextManager
 from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec
-from helpers import push_oci_manifest
+from helpers import forget_registry_cache, push_oci_manifest
 from pydantic import SecretStr
 from rig import FaultRegistry, LatencyProxy, Registry
 from rig.slow_connect.sitecustomize import slowed
@@ -86,8 +84,7 @@ class _Run:
             for repository, tag in zip(self.repositories, self.tags, strict=True)
         ]
         self.password = password
-        # a first run: nothing remembered (the pushes above cached a token)
-        shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]) / "flyte-private-registry", ignore_errors=True)
+        forget_registry_cache()  # a first run: nothing remembered (the pushes above cached a token)
 
     def declare(self) -> PrivateRegistry:
         """A new declaration starts a new builder session: what a new ``pyflyte`` process has."""
@@ -333,7 +330,7 @@ def _outcomes(options: dict, password: str, ca, tmp: Path) -> list[str]:
 
     ImageBuildEngine.build.cache_clear()
     _platform_cache.forget()
-    shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]) / "flyte-private-registry", ignore_errors=True)
+    forget_registry_cache()
     run = uuid.uuid4().hex[:8]
     with FaultRegistry("alice", password, token=TOKEN, ca=ca, **options) as reg:
         prefix = f"{reg.host}/team"

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import push_oci_manifest
+from helpers import forget_registry_cache, push_oci_manifest
 from pydantic import SecretStr
 from rig import Registry
 
@@ -138,13 +138,6 @@ def _image(registry: Registry, password: str, ca_file: Path) -> tuple[str, str]:
     return repository, "v1"
 
 
-def _forget_everything() -> None:
-    """A first ``pyflyte`` run: nothing remembered on disk (the seeding push left a token and the endpoint)."""
-    import shutil
-
-    shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]) / "flyte-private-registry", ignore_errors=True)
-
-
 @pytest.mark.integration
 def test_the_first_check_uses_the_endpoint_and_a_connection_the_warm_up_made(
     token_registry, token_server, registry_users, ca, monkeypatch
@@ -152,7 +145,7 @@ def test_the_first_check_uses_the_endpoint_and_a_connection_the_warm_up_made(
     """A first run: the warm-up pings (no credential, no token) and connects; the check only logs in and asks."""
     password = registry_users.alice_password
     repository, tag = _image(token_registry, password, ca.ca_file)
-    _forget_everything()
+    forget_registry_cache()
     token_server.clear_requests()
     answers = _Answers(token_registry)
 
