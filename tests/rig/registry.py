@@ -169,6 +169,9 @@ class Registry(Service):
             "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},
             "storage": {
                 "filesystem": {"rootdirectory": str(workdir / "storage")},
+                # As shipped (Debian's /etc/docker/registry/config.yml, the registry:2 image): blob
+                # descriptors cached in memory, not read from link files on every blob request.
+                "cache": {"blobdescriptor": "inmemory"},
                 "delete": {"enabled": True},
                 "maintenance": {"uploadpurging": {"enabled": False}},
             },
