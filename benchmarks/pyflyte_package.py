@@ -55,7 +55,10 @@ run-to-run noise (quartiles of about ±10 %) does not reach. It is recorded besi
 ratio, each against the goal. "registry ms"
 is the CPU the registry process used during the run (``/proc``, its threads): here it shares
 the machine's cores with ``pyflyte``, so its work for the checks shows in "builders" too, which
-a user's registry, running elsewhere, would not. ``--rtt MS``
+a user's registry, running elsewhere, would not. After each N's rounds, "the registry alone"
+sends a first run's requests (a ping, each image's manifest and config blob) one at a time on
+one open connection and reads the registry's CPU for them: the part of a first run's builders
+that is the registry's own work, printed as a share of flytekit alone's run. ``--rtt MS``
 puts the registry and the token server that far away (``rig.LatencyProxy``; each connect waits
 the round trip too, ``tests/rig/slow_connect``): where users' registries are, every check pays
 it. ``--profile DIR`` also writes a cProfile of each warm N=10 variant's ``pyflyte`` process there. Nothing is asserted:
@@ -84,7 +87,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from _results import record  # noqa: E402
-from _stats import children_cpu, paired_ratio, paired_ratios  # noqa: E402
+from _stats import children_cpu, paired_ratio, paired_ratios, threads_cpu  # noqa: E402
 from first_check import PASSWORD, Rig  # noqa: E402
 
 TASKS = 20
@@ -97,6 +100,12 @@ IN_BUILDERS = "FPR_BENCH_IN_BUILDERS"
 SECRET = "bench-pull"
 TEMPLATE = "bench-pull-template"
 NOOP_BASE = "python:3.11-slim"
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
 WARM_UP_OFF = {"FLYTE_PRIVATE_REGISTRY_WARM_UP": "0"}
 
 
@@ -323,6 +332,56 @@ def _fastest(rows: Rows, top: Variant, bottom: Variant) -> float:
     return min(r[0] for r in rows[top]) / min(b[0] for b in rows[bottom])
 
 
+def _registry_floor(rig: Rig, images: list[str], rounds: int = 5) -> float:
+    """Registry CPU (ms) a first run's requests cost it, with nothing else running: median of ``rounds``.
+
+    Why: the registry shares this machine's two cores with ``pyflyte``, so its work for the checks
+    shows in the builders' time, which a user's registry does on its own machines. A first run
+    asks it for a ping and each image's manifest and config blob; here those are sent one at a
+    time on one open connection, with a token fetched beforehand (the token server's work and
+    the handshake are not counted), and the registry's own threads' CPU is read from ``/proc``.
+    """
+    import base64
+    import http.client
+    import re
+    import ssl
+    import urllib.request
+
+    registry = rig.registries[0]
+    context = ssl.create_default_context(cafile=str(rig.ca.ca_file))
+    host, _, port = registry.host.rpartition(":")
+    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+
+    def get(path: str, headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response, response.read()
+
+    try:
+        challenge = dict(re.findall(r'(\w+)="([^"]*)"', get("/v2/", {})[0].getheader("WWW-Authenticate", "")))
+        references = [image.split("/", 1)[1].rpartition(":") for image in images]  # (repository, ":", tag)
+        scopes = "&".join(f"scope=repository:{repository}:pull" for repository, _, _ in references)
+        basic = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+        login = urllib.request.Request(
+            f"{challenge['realm']}?service={challenge['service']}&{scopes}", headers={"Authorization": f"Basic {basic}"}
+        )
+        with urllib.request.urlopen(login, context=context, timeout=30) as answer:
+            token = json.load(answer)["token"]
+        headers = {"Authorization": f"Bearer {token}", "Accept": ",".join(MANIFEST_TYPES)}
+        spent = []
+        for _ in range(rounds):
+            before = threads_cpu(registry.proc.pid)
+            get("/v2/", headers)
+            for repository, _, tag in references:
+                config = json.loads(get(f"/v2/{repository}/manifests/{tag}", headers)[1])["config"]["digest"]
+                get(f"/v2/{repository}/blobs/{config}", headers)
+            time.sleep(0.05)  # the registry's last log line and bookkeeping
+            spent.append((threads_cpu(registry.proc.pid) - before) * 1000)
+        return statistics.median(spent)
+    finally:
+        connection.close()
+
+
 def _measure(
     rig: Rig, projects: dict[str, Path], env: dict[str, str], prefix: str, count: int, runs: int, warmup: int
 ) -> Rows:
@@ -406,6 +465,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="fpr-bench-package-"))
     rig = None
     table = []
+    floors: list[tuple[int, float, float]] = []
     started = time.perf_counter()
     try:
         rig = Rig(work, 1, rtt=args.rtt / 1000)
@@ -464,6 +524,16 @@ def main() -> int:
                     f" {inside:>11.1f} {window:>9.1f} {served:>11.1f}  {c['tokens']:>6} {c['pings']:>5}"
                     f" {c['heads']:>5} {c['gets']:>4} {c['builds']:>6}"
                 )
+            floor = _registry_floor(rig, _tags(prefix, count))
+            alone = statistics.median(_column(rows, FLYTEKIT, 0))
+            floors.append((count, floor, 1 + floor / 1000 / alone))
+            print(
+                f"  the registry alone, a first run's {2 * count + 1} requests one at a time: {floor:.1f} ms of CPU,"
+                f" {floor / 10 / alone:.1f} % of flytekit alone's median run"
+            )
+            scenario = f"a. N={count}: the registry's own work for a first run / flytekit alone"
+            note = "registry CPU for the ping, manifests and config blobs, one at a time; here on pyflyte's two cores"
+            record("pyflyte_package", scenario, round(1 + floor / 1000 / alone, 3), note=note)
             for section, label, top, bottom, goal in COMPARISONS:
                 walls = paired_ratios(_column(rows, top, 0), _column(rows, bottom, 0))
                 wall, cpu = statistics.median(walls), paired_ratio(_column(rows, top, 1), _column(rows, bottom, 1))
@@ -497,6 +567,11 @@ def main() -> int:
         "  in run: 1 + the paired difference in the builders (a) or in loading, serializing and packaging"
         " (b, c), over the bottom run's wall: the ratio were everything else equal"
     )
+    for count, floor, ratio in floors:
+        print(
+            f"  {count:>2}  the registry's own work for a first run (ping, manifests, config blobs, one at a time):"
+            f" {floor:.1f} ms of its CPU = {ratio:.3f}x of flytekit alone's run"
+        )
     return 0
 
 
