@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,38 @@ def declared() -> dict[str, PrivateRegistry]:
     """The registries declared in code so far, by prefix (the catalog merges them over config files)."""
     with _declared_lock:
         return dict(_declared)
+
+
+def _declaring_module() -> tuple[str | None, str | None]:
+    """The name and file of the module declaring a registry (the first caller outside this package).
+
+    Why: when the registry refuses a login during ``pyflyte``, the error names the command that
+    shows where the credentials came from, and for a declaration in code that command has to
+    import the same module (``-m``). Two frame lookups: cheap enough for every declaration.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and str(frame.f_globals.get("__name__", "")).partition(".")[0] == __package__:
+        frame = frame.f_back
+    if frame is None:
+        return None, None
+    name, path = frame.f_globals.get("__name__"), frame.f_globals.get("__file__")
+    return (name if isinstance(name, str) else None), (path if isinstance(path, str) else None)
+
+
+def _module_argument(name: str | None, path: str | None) -> str | None:
+    """What ``-m`` takes to import that module from here, the way ``pyflyte`` did.
+
+    Its dotted name when its top package is in the working directory (``pyflyte --pkgs`` imports
+    it so, relative imports included), else its file (``pyflyte run path/to/wf.py``, scripts).
+    """
+    importable = bool(name) and name != "__main__" and all(part.isidentifier() for part in str(name).split("."))
+    if importable:
+        top = str(name).partition(".")[0]
+        if (Path.cwd() / top).is_dir() or (Path.cwd() / f"{top}.py").is_file():
+            return name
+    if path:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else path
+    return name if importable else None
 
 
 def forget_declared() -> None:
@@ -407,6 +440,8 @@ class PrivateRegistry(ProviderConstructors, PullSide):
     pin_digest: bool
     #: Platforms the cluster runs these images on; ``None``: each ImageSpec's ``platform``; ``()``: no check.
     platforms: tuple[str, ...] | None
+    # name and file of the module that declared it in code (both ``None``: a config file's, or a copy)
+    _declared_in: tuple[str | None, str | None]
 
     def __init__(self, prefix: str | None = None, /, **data: Any) -> None:
         if prefix is not None:
@@ -422,7 +457,9 @@ class PrivateRegistry(ProviderConstructors, PullSide):
             values["ca_file"] = Path(values["ca_file"])
         for key, value in values.items():
             object.__setattr__(self, _STORED.get(key, key), value)
-        if _declaring.get():
+        declaring = _declaring.get()
+        object.__setattr__(self, "_declared_in", _declaring_module() if declaring else (None, None))
+        if declaring:
             with _declared_lock:
                 _declared[self.prefix] = self
 
@@ -547,6 +584,14 @@ class PrivateRegistry(ProviderConstructors, PullSide):
         """Every source's answer for this registry, secrets left out."""
         return self.resolve(exhaustive=True).explain()
 
+    def _explain_command(self) -> str:
+        """The ``explain`` command that shows this registry's credential sources, with ``-m`` for a code declaration."""
+        import shlex
+
+        module = _module_argument(*getattr(self, "_declared_in", (None, None)))  # pickled by an older version
+        option = f" -m {shlex.quote(module)}" if module else ""
+        return f"flyte-private-registry{option} explain {self.prefix}"
+
     def client(self, *, actions: tuple[str, ...] = ("pull",), resolution: Resolution | None = None) -> RegistryClient:
         """A :class:`RegistryClient` logged in with the resolved credential (anonymous if none)."""
         from .distribution import RegistryClient
@@ -559,4 +604,5 @@ class PrivateRegistry(ProviderConstructors, PullSide):
             ca_file=self.ca_file,
             actions=actions,
             refusal_hint=self.provider.refusal_hint,
+            explain=self._explain_command(),
         )

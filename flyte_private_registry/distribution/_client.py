@@ -259,6 +259,7 @@ class RegistryClient:
         actions: tuple[str, ...] = ("pull",),
         refusal_hint: RefusalHint | None = None,
         retry: RetryPolicy | None = None,
+        explain: str | None = None,
     ) -> None:
         self.host = host
         self.api_host = api_host(host)
@@ -273,6 +274,8 @@ class RegistryClient:
         # Only a declaration may let credentials travel in clear text to a token service.
         self._declared_insecure = insecure
         self._refusal_hint = refusal_hint
+        # the command a refusal points to: a declaration's own (its prefix, ``-m`` for code), else the host's
+        self._explain = explain or f"flyte-private-registry explain {host}"
         self._lock = threading.Lock()
         self._base_url: str | None = None
         # tokens and the /v2/ challenge, shared with later processes through the disk cache
@@ -466,8 +469,7 @@ class RegistryClient:
         hint = self._refusal_hint(action, status) if self._refusal_hint else None
         text += ". " + (
             hint
-            or "Check the password or token and its scopes; "
-            f"`flyte-private-registry explain {self.host}` shows where the credentials come from."
+            or f"Check the password or token and its scopes; `{self._explain}` shows where the credentials come from."
         )
         return self._fail(AuthorizationError if denied else AuthenticationError, text, status)
 

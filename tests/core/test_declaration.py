@@ -334,3 +334,39 @@ def test_the_provider_is_inferred_on_first_use_and_the_declaration_stays_frozen(
     assert copy.pull_secret == "acme-pull" and reg.pull_secret is None
     with pytest.raises(ConfigurationError, match="not a Kubernetes object name"):
         reg.replace(pull_secret="Acme Pull")
+
+
+def test_the_explain_hint_imports_the_declaring_module_as_pyflyte_did(tmp_path):
+    """A refusal during pyflyte names `flyte-private-registry -m ... explain PREFIX`: -m must import that module."""
+    declaring = "from flyte_private_registry import PrivateRegistry\nreg = PrivateRegistry('harbor.example.com/ml')\n"
+    (tmp_path / "wf.py").write_text(declaring)
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "train.py").write_text(declaring)  # a folder without __init__.py
+    probe = (
+        "import runpy, sys\n"
+        "from flyte_private_registry import PrivateRegistry\n"
+        "import wf\n"  # pyflyte --pkgs wf: imported by name from the working directory
+        "sys.path.insert(0, 'workflows'); import train\n"  # pyflyte run workflows/train.py: not by that name from here
+        "script = runpy.run_path('wf.py', run_name='__main__')['reg']\n"  # python wf.py
+        "here = PrivateRegistry('harbor.example.com/ml')\n"  # python -c: no module to import
+        "copy = wf.reg.replace(pull_secret='ml-pull')\n"  # not a declaration
+        "for r in (wf.reg, train.reg, script, here, copy): print(r._explain_command())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "flyte-private-registry -m wf explain harbor.example.com/ml",
+        "flyte-private-registry -m workflows/train.py explain harbor.example.com/ml",
+        "flyte-private-registry -m wf.py explain harbor.example.com/ml",
+        "flyte-private-registry explain harbor.example.com/ml",
+        "flyte-private-registry explain harbor.example.com/ml",
+    ]
+    shown = subprocess.run(
+        [CLI, "-m", "workflows/train.py", "explain", "harbor.example.com/ml"],
+        cwd=tmp_path,
+        env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "no-docker-config")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0 and "harbor.example.com/ml (declared" in shown.stdout, shown.stdout + shown.stderr

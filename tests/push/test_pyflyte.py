@@ -147,3 +147,34 @@ def test_pyflyte_package_names_the_missing_env_var(basic_registry, pyflyte_env, 
     assert "docker build" not in output
     assert "Traceback" not in output, output
     assert os.environ.get("REG_PASSWORD") is None
+
+
+@pytest.mark.parametrize("declared", ["config", "code"])
+def test_a_refused_login_names_the_command_that_shows_where_the_credentials_came_from(
+    basic_registry, canary_password, pyflyte_env, tmp_path, declared
+):
+    """Following the hint must show the same registry and source the refusal named, not a bare host."""
+    project = tmp_path / "project"
+    prefix = f"{basic_registry.host}/team"
+    _workflow(project, prefix, f"wf-{uuid.uuid4().hex[:8]}")
+    env = {**pyflyte_env, "REG_PASSWORD": f"wrong-{canary_password}"}
+    if declared == "code":  # the module declares it; nothing in the environment does
+        env.pop("FLYTE_PRIVATE_REGISTRIES")
+        source = (project / "wf.py").read_text()
+        declaration = f"reg = PrivateRegistry({prefix!r}, username='alice', password_env='REG_PASSWORD')\n"
+        (project / "wf.py").write_text("from flyte_private_registry import PrivateRegistry\n" + declaration + source)
+    result = _package(project, env)
+    output = _flat(result.stdout + result.stderr)
+    assert result.returncode != 0 and f"registry {basic_registry.host} refused user 'alice'" in output
+    hinted = re.search(r"`(flyte-private-registry [^`]*)` shows where the credentials come from", output)
+    assert hinted is not None, output
+    expected = "-m wf explain" if declared == "code" else "explain"
+    assert hinted[1] == f"flyte-private-registry {expected} {prefix}"
+
+    cli = str(Path(sys.executable).with_name("flyte-private-registry"))
+    shown = subprocess.run(
+        [cli, *hinted[1].split()[1:]], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"{prefix} (declared" in shown.stdout and "using env REG_PASSWORD (user 'alice')" in shown.stdout
+    assert canary_password not in shown.stdout + shown.stderr + result.stdout + result.stderr
