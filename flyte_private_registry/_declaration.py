@@ -82,13 +82,17 @@ def _module_argument(name: str | None, path: str | None) -> str | None:
     it so, relative imports included), else its file (``pyflyte run path/to/wf.py``, scripts).
     """
     importable = bool(name) and name != "__main__" and all(part.isidentifier() for part in str(name).split("."))
-    if importable:
-        top = str(name).partition(".")[0]
-        if (Path.cwd() / top).is_dir() or (Path.cwd() / f"{top}.py").is_file():
-            return name
-    if path:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else path
-    return name if importable else None
+    try:
+        here = Path.cwd()
+        if importable:
+            top = str(name).partition(".")[0]
+            if (here / top).is_dir() or (here / f"{top}.py").is_file():
+                return name
+        if path and Path(path).resolve().is_relative_to(here.resolve()):
+            return os.path.relpath(path)
+    except OSError:  # a working directory removed meanwhile: the hint must not become the error
+        pass
+    return path or (name if importable else None)
 
 
 def forget_declared() -> None:
@@ -604,5 +608,5 @@ class PrivateRegistry(ProviderConstructors, PullSide):
             ca_file=self.ca_file,
             actions=actions,
             refusal_hint=self.provider.refusal_hint,
-            explain=self._explain_command(),
+            explain_command=self._explain_command,
         )

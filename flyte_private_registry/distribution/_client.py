@@ -259,7 +259,7 @@ class RegistryClient:
         actions: tuple[str, ...] = ("pull",),
         refusal_hint: RefusalHint | None = None,
         retry: RetryPolicy | None = None,
-        explain: str | None = None,
+        explain_command: Callable[[], str] | None = None,
     ) -> None:
         self.host = host
         self.api_host = api_host(host)
@@ -275,7 +275,7 @@ class RegistryClient:
         self._declared_insecure = insecure
         self._refusal_hint = refusal_hint
         # the command a refusal points to: a declaration's own (its prefix, ``-m`` for code), else the host's
-        self._explain = explain or f"flyte-private-registry explain {host}"
+        self._explain_command = explain_command or (lambda: f"flyte-private-registry explain {host}")
         self._lock = threading.Lock()
         self._base_url: str | None = None
         # tokens and the /v2/ challenge, shared with later processes through the disk cache
@@ -469,7 +469,8 @@ class RegistryClient:
         hint = self._refusal_hint(action, status) if self._refusal_hint else None
         text += ". " + (
             hint
-            or f"Check the password or token and its scopes; `{self._explain}` shows where the credentials come from."
+            or "Check the password or token and its scopes; "
+            f"`{self._explain_command()}` shows where the credentials come from."
         )
         return self._fail(AuthorizationError if denied else AuthenticationError, text, status)
 

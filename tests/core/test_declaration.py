@@ -361,6 +361,14 @@ def test_the_explain_hint_imports_the_declaring_module_as_pyflyte_did(tmp_path):
         "flyte-private-registry explain harbor.example.com/ml",
         "flyte-private-registry explain harbor.example.com/ml",
     ]
+    gone = (
+        "import os, tempfile, wf\n"
+        "os.chdir(tempfile.mkdtemp()); os.rmdir(os.getcwd())\n"
+        "print(wf.reg._explain_command())\n"
+    )
+    removed = subprocess.run([sys.executable, "-c", gone], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert removed.returncode == 0, removed.stderr  # a working directory removed meanwhile: still a hint
+    assert removed.stdout.strip() == f"flyte-private-registry -m {tmp_path / 'wf.py'} explain harbor.example.com/ml"
     shown = subprocess.run(
         [CLI, "-m", "workflows/train.py", "explain", "harbor.example.com/ml"],
         cwd=tmp_path,
