@@ -64,7 +64,7 @@ def _declaring_module() -> tuple[str | None, str | None]:
 
     Why: when the registry refuses a login during ``pyflyte``, the error names the command that
     shows where the credentials came from, and for a declaration in code that command has to
-    import the same module (``-m``). Two frame lookups: cheap enough for every declaration.
+    import the same module (``-m``). A walk up a frame or two: cheap enough for every declaration.
     """
     frame = sys._getframe(1)
     while frame is not None and str(frame.f_globals.get("__name__", "")).partition(".")[0] == __package__:
